@@ -1,0 +1,2 @@
+"""SyntheX companion library."""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Simulated and real X-ray datasets: HDF5 layout, generation, torch datasets, splits."""

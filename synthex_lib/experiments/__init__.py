@@ -1,0 +1,1 @@
+"""Profiles, results store, notebook execution and sweeps."""

@@ -1,0 +1,251 @@
+"""C-arm devices, poses and projection matrices.
+
+Frames and conventions:
+
+* World: LPS millimetres (x = patient left, y = posterior, z = superior).
+* Camera: right-handed, origin at the X-ray source, +x along increasing detector columns,
+  +y along increasing rows, +z along the principal ray from the source towards the detector.
+  Depth (camera z) is positive for points between source and detector.
+* Pixels: (col, row) = (x, y), the centre of the top-left pixel at (0, 0).
+* ``P = K [R | t]`` (3x4) maps homogeneous LPS mm to homogeneous pixels; ``[R | t]`` maps world to
+  camera. Any 3x4 matrix with that meaning is accepted by the projectors (also DeepFluoro's,
+  whose focal lengths are negative).
+
+The default view is the anteroposterior (AP) projection: source anterior, detector posterior,
+rows running inferior, so the image shows the patient's right on the viewer's left, as a
+radiograph is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from synthex_lib.errors import ConfigError, require_positive
+
+
+@dataclass(frozen=True)
+class Device:
+    """A flat-panel C-arm: detector size in pixels, pixel pitch and source-to-detector distance (mm)."""
+
+    name: str
+    rows: int
+    cols: int
+    pixel_mm: float
+    sdd_mm: float
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        require_positive("rows", self.rows, integer=True)
+        require_positive("cols", self.cols, integer=True)
+        require_positive("pixel_mm", self.pixel_mm)
+        require_positive("sdd_mm", self.sdd_mm)
+
+    @property
+    def focal_px(self) -> float:
+        """Focal length in pixels (SDD / pixel pitch)."""
+        return self.sdd_mm / self.pixel_mm
+
+    @property
+    def K(self) -> np.ndarray:  # noqa: N802 - the standard name of the intrinsic matrix
+        """3x3 intrinsics, principal point at the detector centre."""
+        f = self.focal_px
+        return np.array([[f, 0.0, (self.cols - 1) / 2], [0.0, f, (self.rows - 1) / 2], [0.0, 0.0, 1.0]])
+
+    def binned(self, size: int, field_px: int | None = None) -> Device:
+        """The central ``field_px`` square of the detector binned to ``size`` x ``size`` pixels.
+
+        The paper crops DeepFluoro's 1536 px detector to 1440 px and downsamples by 4, 8 or 3
+        to 360, 180 or 480 px (0.776, 1.552, 0.582 mm pixels); ``field_px`` defaults to that
+        crop (15/16 of the detector).
+        """
+        require_positive("size", size, integer=True)
+        field = field_px if field_px is not None else int(round(min(self.rows, self.cols) * 15 / 16))
+        return replace(self, rows=int(size), cols=int(size), pixel_mm=self.pixel_mm * field / size,
+                       name=f"{self.name}@{size}px")
+
+
+#: Siemens CIOS Fusion-like C-arm (DeepFluoro): 1536^2 px at 0.194 mm, SDD 1020 mm.
+CIOS_FUSION = Device("cios-fusion", 1536, 1536, 0.194, 1020.0,
+                     "Siemens CIOS Fusion-like mobile C-arm (DeepFluoro geometry)")
+#: Brainlab Loop-X-like device for the cross-scanner test. The numbers are assumptions chosen to
+#: differ from the CIOS (larger panel, coarser pixels, longer SDD), not vendor specifications.
+LOOPX = Device("loopx", 1600, 1600, 0.274, 1140.0,
+               "Brainlab Loop-X-like imaging ring (assumed parameters, documented in the book)")
+
+DEVICES: dict[str, Device] = {d.name: d for d in (CIOS_FUSION, LOOPX)}
+
+
+def get_device(name: str) -> Device:
+    if name not in DEVICES:
+        raise ConfigError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
+    return DEVICES[name]
+
+
+# --- rotations and poses ---------------------------------------------------------------------
+
+def rot_x(deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def rot_y(deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def rot_z(deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+#: Camera axes of the AP view as columns, in LPS: x_cam = +x (patient left), y_cam = -z
+#: (inferior), z_cam = +y (posterior: the beam runs anterior -> posterior).
+_AP_CAM_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+
+@dataclass(frozen=True)
+class Pose:
+    """A C-arm pose: rotation ``R`` (world -> camera) and translation ``t`` (mm)."""
+
+    R: np.ndarray  # noqa: N815
+    t: np.ndarray
+
+    @property
+    def extrinsic(self) -> np.ndarray:
+        """3x4 [R | t]."""
+        return np.concatenate([self.R, self.t.reshape(3, 1)], axis=1)
+
+    @property
+    def source_lps(self) -> np.ndarray:
+        """LPS mm of the X-ray source (camera centre)."""
+        return -self.R.T @ self.t
+
+
+def carm_pose(isocenter_lps: np.ndarray, sid_mm: float, lao_deg: float = 0.0, cran_deg: float = 0.0,
+              roll_deg: float = 0.0) -> Pose:
+    """Pose of a C-arm looking at ``isocenter_lps`` from ``sid_mm`` (source-to-isocentre distance).
+
+    Starting from the AP view, the C-arm is rotated by ``lao_deg`` about the patient's
+    superior axis (+z, LAO positive), then by ``cran_deg`` about the patient's left axis (+x,
+    cranial positive), then the detector is rolled by ``roll_deg`` about the principal ray.
+    """
+    require_positive("sid_mm", sid_mm)
+    cam_to_world = rot_z(lao_deg) @ rot_x(cran_deg) @ _AP_CAM_TO_WORLD @ rot_z(roll_deg)
+    R = cam_to_world.T  # noqa: N806
+    source = np.asarray(isocenter_lps, dtype=np.float64) - sid_mm * cam_to_world[:, 2]
+    return Pose(R=R, t=-R @ source)
+
+
+def projection_matrix(device: Device, pose: Pose) -> np.ndarray:
+    """3x4 ``P = K [R | t]`` mapping LPS mm to pixel (col, row)."""
+    return device.K @ pose.extrinsic
+
+
+def project_points(P: np.ndarray, points_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+    """Project (N, 3) LPS points with a 3x4 ``P``: returns (N, 2) pixel (col, row) and (N,) depth.
+
+    The depth is the third homogeneous coordinate; it is the camera z in mm when ``P``'s
+    intrinsics have a unit last row (true for :func:`projection_matrix`).
+    """
+    X = np.concatenate([np.asarray(points_lps, np.float64).reshape(-1, 3), np.ones((len(points_lps), 1))], 1)  # noqa: N806
+    h = X @ np.asarray(P, np.float64).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = h[:, :2] / h[:, 2:3]
+    return uv, h[:, 2]
+
+
+def decompose_projection(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: N803
+    """Split a 3x4 ``P`` into source position (LPS mm), ``M^-1`` (pixel -> ray direction) and ``M``.
+
+    A pixel (u, v) looks along the world direction ``M^-1 @ [u, v, 1]`` from the source, where
+    ``M = P[:, :3]``; the direction points away from the source towards the detector when the
+    third coordinate of ``P @ [X, 1]`` is positive in front of the source (true for our
+    devices; for DeepFluoro's negative-focal matrices the sign is handled by the caller's P).
+    """
+    P = np.asarray(P, np.float64)  # noqa: N806
+    M = P[:, :3]  # noqa: N806
+    Minv = np.linalg.inv(M)  # noqa: N806
+    source = -Minv @ P[:, 3]
+    return source, Minv, M
+
+
+def pixel_size_at_isocenter(device: Device, sid_mm: float) -> float:
+    """Pixel pitch projected to the isocentre plane, mm (demagnification by SID/SDD)."""
+    return device.pixel_mm * sid_mm / device.sdd_mm
+
+
+# --- pose samplers of the paper's Methods ----------------------------------------------------
+
+@dataclass(frozen=True)
+class HipPoseSampler:
+    """Hip imaging (paper, Methods 'Hip imaging'): CT rotation uniform in +-45 deg, translation
+    left/right +-50 mm, inferior/superior +-20 mm, anterior/posterior +-100 mm.
+
+    The rotation is applied as LAO/RAO and cranial/caudal C-arm angles (each uniform in
+    +-``rot_deg``) about the specimen's centre; the translation moves the isocentre relative to
+    the pelvis centre. The nominal source-to-isocentre distance is ``sid_mm`` (the CIOS's 600 mm
+    with the A/P translation moving the specimen along the beam).
+    """
+
+    rot_deg: float = 45.0
+    lr_mm: float = 50.0
+    is_mm: float = 20.0
+    ap_mm: float = 100.0
+    sid_mm: float = 600.0
+
+    def sample(self, rng: np.random.Generator, center_lps: np.ndarray) -> Pose:
+        lao, cran = rng.uniform(-self.rot_deg, self.rot_deg, size=2)
+        d = np.array([rng.uniform(-self.lr_mm, self.lr_mm), rng.uniform(-self.ap_mm, self.ap_mm),
+                      rng.uniform(-self.is_mm, self.is_mm)])
+        return carm_pose(np.asarray(center_lps) + d, self.sid_mm, lao_deg=lao, cran_deg=cran)
+
+
+@dataclass(frozen=True)
+class ToolPoseSampler:
+    """Continuum-manipulator detection (paper, Methods): LAO/RAO uniform in +-30 deg, CRAN/CAUD in
+    +-10 deg, source-to-isocentre 600-900 mm, isocentre offset x/y ~ N(0, 10 mm) around the tool."""
+
+    lao_deg: float = 30.0
+    cran_deg: float = 10.0
+    sid_range_mm: tuple[float, float] = (600.0, 900.0)
+    offset_sd_mm: float = 10.0
+
+    def sample(self, rng: np.random.Generator, center_lps: np.ndarray) -> Pose:
+        lao = rng.uniform(-self.lao_deg, self.lao_deg)
+        cran = rng.uniform(-self.cran_deg, self.cran_deg)
+        sid = rng.uniform(*self.sid_range_mm)
+        d = np.array([rng.normal(0, self.offset_sd_mm), rng.normal(0, self.offset_sd_mm), 0.0])
+        return carm_pose(np.asarray(center_lps) + d, sid, lao_deg=lao, cran_deg=cran)
+
+
+@dataclass(frozen=True)
+class ChestPoseSampler:
+    """COVID-19 chest X-ray (paper, Methods): rotation uniform in +-5 deg about each axis and
+    source-to-isocentre 350-650 mm. (The +-30 deg CT shear of the paper is applied to the
+    volume by the simulator, not to the pose.)"""
+
+    rot_deg: float = 5.0
+    sid_range_mm: tuple[float, float] = (350.0, 650.0)
+
+    def sample(self, rng: np.random.Generator, center_lps: np.ndarray) -> Pose:
+        lao, cran, roll = rng.uniform(-self.rot_deg, self.rot_deg, size=3)
+        sid = rng.uniform(*self.sid_range_mm)
+        return carm_pose(np.asarray(center_lps), sid, lao_deg=lao, cran_deg=cran, roll_deg=roll)
+
+
+POSE_SAMPLERS = {"hip": HipPoseSampler, "tool": ToolPoseSampler, "chest": ChestPoseSampler}
+
+
+def seeded_rng(*keys: int | str) -> np.random.Generator:
+    """A generator seeded from (experiment seed, specimen, index, ...): the same keys give the same
+    draws whatever the number or order of workers."""
+    ints = [int(k) % 2**63 if isinstance(k, int | np.integer)
+            else int.from_bytes(hashlib.sha256(str(k).encode()).digest()[:8], "little")
+            for k in keys]
+    return np.random.default_rng(np.random.SeedSequence(ints))
