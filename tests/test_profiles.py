@@ -1,0 +1,41 @@
+import pytest
+
+from synthex_lib.errors import ConfigError
+from synthex_lib.experiments.profiles import PROFILES, get_profile
+
+
+def test_four_profiles_in_order_of_scale():
+    assert list(PROFILES) == ["smoke", "quick", "full", "paper"]
+    sizes = [PROFILES[n].image_size for n in PROFILES]
+    assert sizes == sorted(sizes)
+
+
+def test_paper_profile_holds_the_papers_numbers():
+    p = get_profile("paper")
+    assert p.image_size == 360 and p.detector_px == 360
+    assert p.scale_specimens * p.sim_per_specimen == 18_000  # 18,000 training images (Methods)
+    assert (p.lr, p.momentum, p.weight_decay, p.batch_size) == (0.1, 0.9, 1e-5, 5)
+    assert (p.lr_step_epochs, p.lr_gamma) == (10, 0.5)
+    assert p.lab_specimens == 6 and p.chest_specimens == 143 and p.tool_configs == 100
+
+
+def test_unknown_profile_is_one_clear_error():
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge': choose one of smoke, quick, full, paper"):
+        get_profile("huge")
+
+
+@pytest.mark.parametrize("field,value", [("image_size", -8), ("batch_size", 0), ("ct_spacing_mm", -1.0),
+                                         ("epochs", 2.5)])
+def test_invalid_override_names_the_parameter(field, value):
+    with pytest.raises(ConfigError, match=f"parameter '{field}'"):
+        get_profile("smoke", **{field: value})
+
+
+def test_unknown_override_field():
+    with pytest.raises(ConfigError, match="unknown profile field"):
+        get_profile("smoke", imagesize=3)
+
+
+def test_override_keeps_other_fields():
+    p = get_profile("quick", epochs=3)
+    assert p.epochs == 3 and p.image_size == PROFILES["quick"].image_size
