@@ -1,0 +1,1 @@
+"""Plots, overlays and interactive widgets."""

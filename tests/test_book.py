@@ -1,0 +1,54 @@
+"""The book's structure: every TOC entry exists; every notebook has exactly one literal parameters cell."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from synthex_lib.experiments.book import notebooks, toc_files
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_toc_is_jb_book_and_every_entry_exists():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert toc["format"] == "jb-book"
+    for f in toc_files(ROOT):
+        assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f
+    assert {p.name for p in notebooks(ROOT)} == {p.name for p in NOTEBOOKS}
+
+
+def test_config_renders_papermill_outputs_without_executing():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert cfg["only_build_toc_files"] is True
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_one_parameters_cell_with_literal_values(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: {len(cells)} cells tagged 'parameters'"
+    tree = ast.parse(cells[0].source)
+    names = []
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, f"{path.name}: only assignments allowed"
+        ast.literal_eval(node.value)  # raises on a derived value
+        names.append(node.targets[0].id)
+    assert {"profile", "seed", "dataset"} <= set(names)
+    assert dict(zip(names, [ast.literal_eval(n.value) for n in tree.body], strict=True))["profile"] == "smoke"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebooks_hold_reference_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), f"{path.name}: run 'make nbval-refresh'"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name} stores an error output"

@@ -1,0 +1,116 @@
+"""End-to-end training on a tiny synthetic dataset in the HDF5 layout: learning, resume, results store."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from synthex_lib.constants import HIP_LANDMARKS
+from synthex_lib.datasets.layout import SpecimenImages, write_group, write_landmark_names
+from synthex_lib.datasets.torch_dataset import ImageDataset
+from synthex_lib.experiments import results
+from synthex_lib.experiments.profiles import get_profile
+from synthex_lib.training import evaluate_hip, pad_to_multiple, predict, summarize_hip, train_multitask, zscore
+
+
+def _disc_images(n: int, size: int, seed: int) -> SpecimenImages:
+    """Bright discs (label 1..6) on a dark background, landmarks at disc centres."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    projs = np.zeros((n, size, size), np.float32)
+    segs = np.zeros((n, size, size), np.uint8)
+    lands = np.zeros((n, 2, len(HIP_LANDMARKS)), np.float32)
+    for i in range(n):
+        for c in range(1, 7):
+            cx, cy = rng.uniform(8, size - 8, 2)
+            m = (xx - cx) ** 2 + (yy - cy) ** 2 < 25
+            segs[i][m] = c
+            projs[i][m] = 1.0 + 0.2 * c
+        projs[i] += rng.normal(0, 0.05, (size, size)).astype(np.float32)
+        for j in range(len(HIP_LANDMARKS)):
+            lands[i, :, j] = rng.uniform(4, size - 4, 2)
+    return SpecimenImages(projs, segs, lands, np.ones((n, len(HIP_LANDMARKS)), bool))
+
+
+@pytest.fixture()
+def h5file(tmp_path):
+    path = tmp_path / "naive.h5"
+    with h5py.File(path, "w") as f:
+        write_landmark_names(f, HIP_LANDMARKS)
+        f.attrs["pixel_mm"] = 0.5
+        for k, g in enumerate(("01", "02")):
+            write_group(f, g, _disc_images(6, 32, k))
+    return path
+
+
+def test_dataset_reads_layout_and_resizes(h5file):
+    ds = ImageDataset(h5file, ["01", "02"])
+    assert len(ds) == 12
+    s = ds[3]
+    assert s["image"].shape == (1, 32, 32) and s["labels"].dtype == torch.int64
+    assert s["landmarks"].shape == (14, 2) and s["visible"].all() and int(s["index"]) == 3
+    big = ImageDataset(h5file, ["01"], image_size=64)
+    assert big.images.shape == (6, 64, 64) and big.scale == 0.5
+    # a landmark at pixel centre x maps to (x + 0.5) * 2 - 0.5
+    assert np.allclose(big.landmarks, (ds.landmarks[:6] + 0.5) * 2 - 0.5)
+    assert set(np.unique(big.labels)) <= set(range(7))
+
+
+def test_zscore_and_padding():
+    x = torch.rand(2, 1, 30, 27) * 5 + 3
+    z = zscore(x)
+    assert torch.allclose(z.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)
+    p, (h, w) = pad_to_multiple(z, 8)
+    assert p.shape[-2:] == (32, 32) and (h, w) == (30, 27)
+    assert torch.equal(p[..., :30, :27], z)
+
+
+def test_training_reduces_loss_and_resume_matches(tmp_path, h5file):
+    prof = get_profile("smoke", epochs=4, max_iterations=0, batch_size=4, lr=0.05, unet_channels=(8, 16))
+    ds = ImageDataset(h5file, ["01", "02"])
+    model, state = train_multitask(ds, prof, seed=0, dr_preset="none", progress=False)
+    losses = [h["loss"] for h in state.history]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+    # interrupted after 2 epochs, then resumed from the checkpoint: same weights as uninterrupted
+    ckpt = tmp_path / "run.pt"
+    train_multitask(ds, get_profile(prof, epochs=2), seed=0, dr_preset="none", checkpoint=ckpt, progress=False)
+    resumed, st2 = train_multitask(ds, prof, seed=0, dr_preset="none", checkpoint=ckpt, progress=False)
+    assert st2.epoch == 4
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+    seg, heat = predict(model, ds.images[:3])
+    assert seg.shape == (3, 32, 32) and heat.shape == (3, 14, 32, 32)
+    ev = evaluate_hip(model, ds, prof.heatmap_sigma_px, pixel_mm=0.5, threshold=0.0)
+    summ = summarize_hip(ev)
+    assert 0 <= summ["dice_mean"] <= 1 and summ["images"] == 12
+    assert summ["landmarks_activated"] == 12 * 14 and summ["detection_rate"] == 1.0
+
+
+def test_training_with_regular_randomization_runs(h5file):
+    prof = get_profile("smoke", epochs=1, max_iterations=2, unet_channels=(8, 16))
+    ds = ImageDataset(h5file, ["01"])
+    _, state = train_multitask(ds, prof, seed=1, dr_preset="regular", progress=False)
+    assert state.step == 2 and np.isfinite(state.history[-1]["loss"])
+
+
+def test_results_store_roundtrip(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHEX_DATA", str(tmp_path))
+    params = {"profile": "smoke", "seed": 0, "train_domain": "naive"}
+    rid = results.run_id("hip-controlled", params)
+    assert rid == results.run_id("hip-controlled", dict(reversed(list(params.items()))))
+    assert rid != results.run_id("hip-controlled", {**params, "seed": 1})
+    rec = results.make_record("hip-controlled", params, {"dice_mean": 0.5}, started=results.now_iso())
+    path = results.save_record(rec, "smoke")
+    assert path.exists() and not list(path.parent.glob("*.part"))
+    back = results.find_record("smoke", "hip-controlled", params)
+    assert back["metrics"]["dice_mean"] == 0.5 and back["provenance"]["synthex_version"]
+    assert len(back["content_sha256"]) == 64
+    df = results.records_frame("smoke")
+    assert list(df["m.dice_mean"]) == [0.5]
+    path.write_text("{not json")
+    with pytest.raises(results.DataError, match="corrupted results file"):
+        results.find_record("smoke", "hip-controlled", params)
