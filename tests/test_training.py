@@ -84,7 +84,7 @@ def test_training_reduces_loss_and_resume_matches(tmp_path, h5file):
 
     seg, heat = predict(model, ds.images[:3])
     assert seg.shape == (3, 32, 32) and heat.shape == (3, 14, 32, 32)
-    ev = evaluate_hip(model, ds, prof.heatmap_sigma_px, pixel_mm=0.5, threshold=0.0)
+    ev = evaluate_hip(model, ds, prof.heatmap_sigma_px, pixel_mm=0.5, threshold=-1.01)  # NCC >= -1: all
     summ = summarize_hip(ev)
     assert 0 <= summ["dice_mean"] <= 1 and summ["images"] == 12
     assert summ["landmarks_activated"] == 12 * 14 and summ["detection_rate"] == 1.0
