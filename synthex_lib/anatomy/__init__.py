@@ -1,0 +1,22 @@
+"""The virtual cadaver lab: procedural hip, chest and continuum-manipulator specimens.
+
+Each specimen has a continuous *anatomy* (the truth, :class:`~synthex_lib.anatomy.raster.Anatomy`,
+rasterized on demand) and a simulated *CT scan* of it (:mod:`synthex_lib.anatomy.ctscan`).
+Training simulators see the CT; the emulated "real" scanners image the anatomy.
+"""
+
+from __future__ import annotations
+
+from synthex_lib.anatomy.specimen import Specimen
+from synthex_lib.anatomy.specimens import GENERATOR_VERSION, make_specimen, make_tool_scene
+
+__all__ = ["GENERATOR_VERSION", "Specimen", "make_specimen", "make_tool_scene", "generate_cohort", "load_cohort",
+           "load_specimen", "cohort_members"]
+
+
+def __getattr__(name: str):  # lazy: cohorts pull in SimpleITK
+    if name in ("generate_cohort", "load_cohort", "load_specimen", "cohort_members"):
+        from synthex_lib.anatomy import cohorts
+
+        return getattr(cohorts, name)
+    raise AttributeError(name)
