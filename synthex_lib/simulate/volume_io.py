@@ -1,0 +1,94 @@
+"""Reading CT volumes (NIfTI, NRRD, MHA and anything else SimpleITK reads) into the projectors' frame.
+
+SimpleITK reports every image in LPS physical coordinates (ITK converts NIfTI's RAS on reading). The
+projectors need array axes aligned with LPS (``[z, y, x]``, increasing index = increasing L, P, S), so:
+
+* an axis-aligned direction matrix (a permutation with flips; e.g. RAS-stored NIfTI) is reoriented exactly
+  with ``SimpleITK.DICOMOrient`` (no interpolation);
+* an oblique direction matrix is resampled (trilinear, air = -1024 HU outside) onto an axis-aligned grid that
+  covers the volume, at the input's finest spacing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthex_lib.errors import DataError
+
+AIR_HU = -1024.0
+
+
+@dataclass
+class Volume:
+    """A CT volume in the projectors' frame: ``ct_hu`` float32 ``[z, y, x]`` (HU, axes aligned with LPS),
+    ``spacing`` (x, y, z) mm, ``origin`` LPS mm of voxel ``[0, 0, 0]``."""
+
+    ct_hu: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def center_lps(self) -> np.ndarray:
+        """LPS mm of the volume centre."""
+        z, y, x = self.ct_hu.shape
+        return np.asarray(self.origin) + (np.array([x, y, z]) - 1) / 2 * np.asarray(self.spacing)
+
+
+def _to_lps_aligned(img):
+    import SimpleITK as sitk
+
+    d = np.asarray(img.GetDirection(), np.float64).reshape(3, 3)
+    if np.allclose(d, np.eye(3), atol=1e-6):
+        return img, "identity"
+    if np.allclose(np.abs(d), np.round(np.abs(d)), atol=1e-6):
+        out = sitk.DICOMOrient(img, "LPS")
+        if np.allclose(np.asarray(out.GetDirection()).reshape(3, 3), np.eye(3), atol=1e-6):
+            return out, "reoriented"
+    # oblique: resample onto an axis-aligned grid covering the 8 corners
+    size = np.array(img.GetSize())
+    corners = np.array([[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)],
+                       np.float64)
+    pts = np.array([img.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
+    sp = float(min(img.GetSpacing()))
+    lo, hi = pts.min(0), pts.max(0)
+    new_size = [int(np.ceil((h - lo_) / sp)) + 1 for lo_, h in zip(lo, hi, strict=True)]
+    ref = sitk.Image(new_size, sitk.sitkFloat32)
+    ref.SetSpacing([sp] * 3)
+    ref.SetOrigin(lo.tolist())
+    ref.SetDirection(np.eye(3).reshape(-1).tolist())
+    out = sitk.Resample(sitk.Cast(img, sitk.sitkFloat32), ref, sitk.Transform(), sitk.sitkLinear, AIR_HU)
+    return out, "resampled"
+
+
+def volume_from_file(path: str | Path) -> Volume:
+    """Read a CT (HU) file into a :class:`Volume` usable by every projector's ``render``.
+
+    Raises :class:`DataError` naming the file if it is missing, unreadable, not 3D, or contains NaN/inf.
+    """
+    import SimpleITK as sitk
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"CT file {p}: not found; give a NIfTI (.nii/.nii.gz), NRRD or MHA file")
+    try:
+        img = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise DataError(f"CT file {p}: SimpleITK cannot read it ({first}); is it a valid NIfTI/NRRD/MHA?") from None
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(f"CT file {p}: expected a 3D scalar image, got dimension {img.GetDimension()} with "
+                        f"{img.GetNumberOfComponentsPerPixel()} components")
+    img, how = _to_lps_aligned(img)
+    hu = sitk.GetArrayFromImage(img).astype(np.float32)  # [z, y, x]
+    if not np.isfinite(hu).all():
+        raise DataError(f"CT file {p}: contains NaN or inf values; clean the volume first")
+    if any(s <= 0 for s in img.GetSpacing()):
+        raise DataError(f"CT file {p}: non-positive spacing {img.GetSpacing()}")
+    return Volume(ct_hu=hu, spacing=tuple(float(s) for s in img.GetSpacing()),
+                  origin=tuple(float(o) for o in img.GetOrigin()), source=str(p), meta={"orientation": how})
