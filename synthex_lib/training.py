@@ -1,6 +1,7 @@
 """Training and evaluation of the multi-task network (segmentation + landmark heatmaps).
 
-The recipe follows the paper's Methods and the official code: SGD with Nesterov momentum,
+The recipe follows the paper's Methods and the official code: SGD with Nesterov momentum (Adam on
+the CPU profiles, see :mod:`synthex_lib.experiments.profiles`),
 learning rate halved every ``lr_step_epochs`` epochs, batch of ``batch_size``, domain
 randomization applied to every training batch (deterministic per sample index and epoch),
 per-image z-scoring after randomization, Gaussian heatmap targets built from the randomized
@@ -83,8 +84,11 @@ def train_multitask(train_ds: ImageDataset, profile: Profile, *, seed: int = 0, 
         raise ConfigError("the training set is empty: check the dataset and the held-out specimen")
     torch.manual_seed(seed)
     model = build_model(num_classes, num_landmarks, profile.unet_channels).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=profile.lr, momentum=profile.momentum, nesterov=True,
-                          weight_decay=profile.weight_decay)
+    if profile.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=profile.lr, weight_decay=profile.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=profile.lr, momentum=profile.momentum, nesterov=True,
+                              weight_decay=profile.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=profile.lr_step_epochs, gamma=profile.lr_gamma)
     state = TrainState()
     ckpt = Path(checkpoint) if checkpoint else None

@@ -35,7 +35,8 @@ def run_parameters(profile: Profile, seed: int, dataset: str, train_domain: str,
         "profile": profile.name, "seed": int(seed), "dataset": dataset, "task": "hip-controlled",
         "train_domain": train_domain, "test_domain": "real", "dr_preset": dr_preset, "test_group": test_group,
         "threshold": float(threshold), "image_size": profile.image_size, "epochs": profile.epochs,
-        "batch_size": profile.batch_size, "lr": profile.lr, "max_iterations": profile.max_iterations,
+        "batch_size": profile.batch_size, "optimizer": profile.optimizer, "lr": profile.lr,
+        "max_iterations": profile.max_iterations,
         "unet_channels": list(profile.unet_channels),
     }
 
