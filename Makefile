@@ -10,7 +10,6 @@ JOBS ?= 2
 PROFILE ?= quick
 export PYTHONHASHSEED := 0
 export NO_ALBUMENTATIONS_UPDATE := 1
-export MPLBACKEND := Agg
 
 # nbval: notebooks whose outputs are stable are compared cell by cell (sanitized); the ones that
 # train networks run in lax mode with explicitly checked cells (# NBVAL_CHECK_OUTPUT).

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "results": "synthex_lib.experiments.results_cli",
     "book": "synthex_lib.experiments.book",
     "data": "synthex_lib.data.cli",
+    "dr": "synthex_lib.randomization.cli",
     "profiles": "synthex_lib.experiments.profiles_cli",
 }
 

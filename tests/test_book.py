@@ -52,3 +52,28 @@ def test_committed_notebooks_hold_reference_outputs(path):
     assert all(c.execution_count is not None for c in code), f"{path.name}: run 'make nbval-refresh'"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name} stores an error output"
+
+
+def _tiny_notebook(path: Path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "smoke"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_papermill_execution_injects_parameters_and_names_failures(tmp_path):
+    from synthex_lib.experiments.book import _execute_one
+
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    _tiny_notebook(good, "print('profile is', profile)")
+    _tiny_notebook(bad, "from synthex_lib.experiments.profiles import get_profile\nget_profile(profile)")
+    name, _, err = _execute_one(str(good), str(tmp_path / "out.ipynb"), {"profile": "quick"}, str(tmp_path))
+    assert err is None
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert "injected-parameters" in out.cells[1].metadata["tags"]
+    assert "profile is quick" in out.cells[2].outputs[0]["text"]
+    name, _, err = _execute_one(str(bad), str(tmp_path / "out2.ipynb"), {"profile": "huge"}, str(tmp_path))
+    assert name.endswith("bad.ipynb")
+    assert err.startswith("cell ") and "ConfigError" in err and "unknown profile 'huge'" in err
