@@ -232,7 +232,10 @@ class RealisticProjector(_CTProjector):
        4 mm Al, 2 keV bins; see :mod:`~synthex_lib.simulate.physics.spectrum`; ``energy_kev`` makes it
        mono-energetic); Beer-Lambert per bin; energy-integrating detector signal.
     3. Scatter by kernel superposition (:mod:`~synthex_lib.simulate.physics.scatter`), quantum noise for
-       ``photon_count`` photons per flat-field pixel (DeepDRR's default 10,000) correlated like a flat-panel
+       ``photon_count`` photons per flat-field pixel of pitch ``photon_pixel_mm`` (DeepDRR's default 10,000 per
+       native 0.194 mm CIOS pixel; a binned pixel collects the photons of the native pixels it bins, so the count
+       scales with its area; ``photon_pixel_mm=None`` applies ``photon_count`` to every pixel as is) correlated
+       like a flat-panel
        detector, electronic noise (``electronic_noise_photons``, in photon-equivalents), saturation at
        ``saturation_rel`` x the flat field, and the log transform.
 
@@ -247,6 +250,7 @@ class RealisticProjector(_CTProjector):
     energy_kev: float | None = None
     materials: tuple[str, ...] = dens.MATERIALS
     photon_count: float = 10000.0
+    photon_pixel_mm: float | None = 0.194
     noise: bool = True
     electronic_noise_photons: float = 2.0
     scatter: bool = True
@@ -303,15 +307,27 @@ class RealisticProjector(_CTProjector):
                                         self.scatter_sigma_mm)
                 trans[b] = trans[b] + s / flat
                 signal[b] = signal[b] + s
+        counts = self.photons_per_pixel(P, signal.shape[0])
         if self.noise:
             gen = nz.torch_generator(rng, signal.device)
-            signal = nz.quantum_noise(signal, trans, self.photon_count, gen)
-            signal = nz.electronic_noise(signal, self.electronic_noise_photons * flat / self.photon_count, gen)
+            signal = torch.stack([nz.quantum_noise(signal[b:b + 1], trans[b:b + 1], counts[b], gen)[0]
+                                  for b in range(signal.shape[0])])
+            signal = torch.stack([nz.electronic_noise(signal[b:b + 1], self.electronic_noise_photons * flat / counts[b],
+                                                      gen)[0] for b in range(signal.shape[0])])
         upper = None if self.saturation_rel is None else self.saturation_rel * flat
         signal = det.saturate(signal, upper)
         if quantity == "intensity":
             return signal
-        return det.neglog(signal, flat, floor=0.1 / self.photon_count)
+        return det.neglog(signal, flat, floor=0.1 / max(counts))
+
+    def photons_per_pixel(self, P, batch: int) -> list[float]:  # noqa: N803
+        """Expected flat-field photons per pixel of each image: ``photon_count`` scaled by the pixel area
+        relative to ``photon_pixel_mm`` (binning sums photons)."""
+        if self.photon_pixel_mm is None:
+            return [float(self.photon_count)] * batch
+        Pb = as_projection_batch(P)  # noqa: N806
+        return [float(self.photon_count) * (pixel_pitch_mm(Pb[min(b, len(Pb) - 1)], self.sdd_mm)
+                                            / self.photon_pixel_mm) ** 2 for b in range(batch)]
 
     def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:  # noqa: N803
         return self.image_from_area_density(self.area_density(volume, P, size, device), P, quantity, rng)
