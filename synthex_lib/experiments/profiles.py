@@ -92,8 +92,8 @@ PROFILES: dict[str, Profile] = {
         name="quick", description="the default book build: the whole book in at most 30 min on 2 CPU cores",
         ct_spacing_mm=2.0, lab_specimens=6, scale_specimens=6, chest_specimens=6, tool_configs=20,
         detector_px=128, real_per_specimen=16, sim_per_specimen=48, step_mm=2.0,
-        image_size=128, epochs=16, batch_size=8, optimizer="adam", lr=2e-3, momentum=0.9, weight_decay=1e-5,
-        lr_step_epochs=8, lr_gamma=0.5, max_iterations=0, unet_channels=(16, 32, 64, 128),
+        image_size=128, epochs=30, batch_size=8, optimizer="adam", lr=2e-3, momentum=0.9, weight_decay=1e-5,
+        lr_step_epochs=15, lr_gamma=0.5, max_iterations=0, unet_channels=(16, 32, 64, 128),
         heatmap_sigma_px=2.5, folds=1,
     ),
     "full": Profile(
