@@ -5,7 +5,8 @@ the CPU profiles, see :mod:`synthex_lib.experiments.profiles`),
 learning rate halved every ``lr_step_epochs`` epochs, batch of ``batch_size``, domain
 randomization applied to every training batch (deterministic per sample index and epoch),
 per-image z-scoring after randomization, Gaussian heatmap targets built from the randomized
-landmarks, and the Dice + NCC loss of :mod:`synthex_lib.losses`. Checkpoints are written
+landmarks (peak 1; the official code uses the normalised pdf, which the scale-invariant NCC loss
+cannot tell apart), and the Dice + NCC loss of :mod:`synthex_lib.losses`. Checkpoints are written
 atomically after every epoch, so an interrupted run resumes where it stopped.
 """
 
@@ -29,10 +30,10 @@ from synthex_lib.constants import HIP_LANDMARKS, HIP_NUM_CLASSES
 from synthex_lib.datasets.torch_dataset import ImageDataset
 from synthex_lib.errors import ConfigError
 from synthex_lib.experiments.profiles import Profile, get_profile
-from synthex_lib.heatmaps import gaussian_heatmaps
 from synthex_lib.losses import multitask_loss
 from synthex_lib.metrics import detect_landmarks, dice_per_image, hip_landmark_labels, landmark_errors_mm
 from synthex_lib.models import MultiTaskUNet, build_model
+from synthex_lib.simulate.labels import gaussian_heatmaps
 
 
 def zscore(image: torch.Tensor) -> torch.Tensor:
@@ -140,7 +141,7 @@ def train_multitask(train_ds: ImageDataset, profile: Profile, *, seed: int = 0, 
 def _loss_on_batch(model: MultiTaskUNet, b: dict[str, torch.Tensor], sigma: float, device: str):
     image = zscore(b["image"].float()).to(device)
     h, w = image.shape[-2:]
-    heat = gaussian_heatmaps(b["landmarks"].to(device), b["visible"].to(device), (h, w), sigma)
+    heat = gaussian_heatmaps(b["landmarks"].to(device), (w, h), sigma, visible=b["visible"].to(device))
     image, _ = pad_to_multiple(image, model.size_multiple)
     labels = F.pad(b["labels"].to(device), (0, image.shape[-1] - w, 0, image.shape[-2] - h))
     heat = F.pad(heat, (0, image.shape[-1] - w, 0, image.shape[-2] - h))

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from synthex_lib import metrics as M
-from synthex_lib.heatmaps import gaussian_heatmaps
 from synthex_lib.losses import heatmap_ncc_loss, ncc, soft_dice_loss
+from synthex_lib.simulate.labels import gaussian_heatmaps
 from synthex_lib.stats import one_tailed_ttest, summarize
 
 
@@ -36,7 +36,7 @@ def test_binary_confusion_metrics_hand_computed():
 
 def test_landmark_detection_finds_gaussian_peak_with_full_confidence():
     xy = torch.tensor([[[20.0, 30.0], [15.0, 40.0]]])
-    hm = gaussian_heatmaps(xy, torch.ones(1, 2, dtype=torch.bool), (64, 64), sigma_px=2.5)[0].numpy()
+    hm = gaussian_heatmaps(xy, (64, 64), sigma_px=2.5, visible=torch.ones(1, 2, dtype=torch.bool))[0].numpy()
     det = M.detect_landmarks(hm, sigma_px=2.5)
     assert np.allclose(det.xy, [[20, 30], [15, 40]])
     assert (det.confidence > 0.99).all()
