@@ -12,6 +12,7 @@ Frames: arrays ``[z, y, x]``, axes aligned with LPS, voxel ``[k, j, i]`` at
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -285,7 +286,7 @@ class LatticeNoise:
         return ndimage.map_coordinates(self.lattice, coords, order=1, mode="nearest").reshape(p.shape[:-1])
 
 
-class Anatomy:
+class Anatomy(ABC):
     """Base class of the continuous anatomies (hip, chest, tool scene).
 
     Subclasses hold a small picklable parameter object and build their parts lazily
@@ -309,15 +310,18 @@ class Anatomy:
 
     # -- to implement --------------------------------------------------------------------------
     @property
+    @abstractmethod
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """(lo, hi) LPS mm corners of the box holding the whole anatomy."""
 
     @property
+    @abstractmethod
     def seed_keys(self) -> tuple[Any, ...]:
-        raise NotImplementedError
+        """Keys of :func:`geometry.seeded_rng` from which this anatomy was drawn."""
 
+    @abstractmethod
     def _build(self) -> list[Part]:
-        raise NotImplementedError
+        """The labelled, material-tagged parts making up the anatomy."""
 
     def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return tissue_tables()

@@ -14,6 +14,7 @@ bounding-box culling on numpy arrays; the exact primitive formulas are the class
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,15 +60,16 @@ def box_gap(lo: np.ndarray, hi: np.ndarray, blo: np.ndarray, bhi: np.ndarray) ->
     return np.sqrt((g * g).sum(-1))
 
 
-class SDF:
+class SDF(ABC):
     """A signed-distance node. ``lo``/``hi``: bounding box (mm) of its interior in the parent frame."""
 
     lo: np.ndarray
     hi: np.ndarray
     cost: int = 1
 
+    @abstractmethod
     def eval_blocks(self, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Signed distance (mm) at points ``p``; ``lo``/``hi`` bound the block being evaluated."""
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """Signed distance (mm) at points of any shape ``(..., 3)``."""

@@ -13,6 +13,7 @@ Shapes and frames: ``image`` float [n, 1, H, W]; ``labels`` int64 [n, H, W]; ``l
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -153,7 +154,7 @@ def validate_param(effect: str, name: str, spec: Param, value: Any) -> Any:
     raise AssertionError(f"unknown parameter kind {k}")  # pragma: no cover - programming error
 
 
-class Effect:
+class Effect(ABC):
     """One randomization effect. Subclasses set the class attributes and implement :meth:`apply`.
 
     ``n_draws`` uniforms per sample are reserved for the effect's scalar parameters (and the
@@ -179,12 +180,12 @@ class Effect:
         }
         self.check()
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Cross-parameter validation (override when needed)."""
 
+    @abstractmethod
     def apply(self, batch: Batch, u: torch.Tensor) -> Batch:
         """Randomize ``batch`` (all samples fire); ``u`` is float64 [n, n_draws] on the CPU."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
