@@ -1,6 +1,6 @@
 # SyntheX companion. Two commands do everything on a fresh machine:
 #   make book   venv + lab data + papermill-execute every notebook at `quick` + render _build/html
-#   make test   venv + smoke data + unit tests + nbval of every notebook at `smoke` + book build check
+#   make test   venv + smoke data + ruff + unit tests (incl. the architecture rules) + nbval at `smoke` + book check
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -40,7 +40,7 @@ book: venv
 
 test: venv
 	$(MAKE) --no-print-directory data PROFILE=smoke
-	$(MAKE) --no-print-directory unit nbval book-check
+	$(MAKE) --no-print-directory lint unit nbval book-check
 
 unit: venv
 	$(BIN)/python -m pytest tests -q -n $(JOBS) --dist loadfile

@@ -18,12 +18,11 @@ radiograph is read.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from synthex_lib.errors import ConfigError, require_positive
+from synthex_lib.core.errors import ConfigError, require_positive
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Device:
         return self.sdd_mm / self.pixel_mm
 
     @property
-    def K(self) -> np.ndarray:  # noqa: N802 - the standard name of the intrinsic matrix
+    def K(self) -> np.ndarray:
         """3x3 intrinsics, principal point at the detector centre."""
         f = self.focal_px
         return np.array([[f, 0.0, (self.cols - 1) / 2], [0.0, f, (self.rows - 1) / 2], [0.0, 0.0, 1.0]])
@@ -113,7 +112,7 @@ _AP_CAM_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]
 class Pose:
     """A C-arm pose: rotation ``R`` (world -> camera) and translation ``t`` (mm)."""
 
-    R: np.ndarray  # noqa: N815
+    R: np.ndarray
     t: np.ndarray
 
     @property
@@ -137,7 +136,7 @@ def carm_pose(isocenter_lps: np.ndarray, sid_mm: float, lao_deg: float = 0.0, cr
     """
     require_positive("sid_mm", sid_mm)
     cam_to_world = rot_z(lao_deg) @ rot_x(cran_deg) @ _AP_CAM_TO_WORLD @ rot_z(roll_deg)
-    R = cam_to_world.T  # noqa: N806
+    R = cam_to_world.T
     source = np.asarray(isocenter_lps, dtype=np.float64) - sid_mm * cam_to_world[:, 2]
     return Pose(R=R, t=-R @ source)
 
@@ -147,20 +146,20 @@ def projection_matrix(device: Device, pose: Pose) -> np.ndarray:
     return device.K @ pose.extrinsic
 
 
-def project_points(P: np.ndarray, points_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+def project_points(P: np.ndarray, points_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Project (N, 3) LPS points with a 3x4 ``P``: returns (N, 2) pixel (col, row) and (N,) depth.
 
     The depth is the third homogeneous coordinate; it is the camera z in mm when ``P``'s
     intrinsics have a unit last row (true for :func:`projection_matrix`).
     """
-    X = np.concatenate([np.asarray(points_lps, np.float64).reshape(-1, 3), np.ones((len(points_lps), 1))], 1)  # noqa: N806
+    X = np.concatenate([np.asarray(points_lps, np.float64).reshape(-1, 3), np.ones((len(points_lps), 1))], 1)
     h = X @ np.asarray(P, np.float64).T
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = h[:, :2] / h[:, 2:3]
     return uv, h[:, 2]
 
 
-def decompose_projection(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: N803
+def decompose_projection(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split a 3x4 ``P`` into source position (LPS mm), ``M^-1`` (pixel -> ray direction) and ``M``.
 
     A pixel (u, v) looks along the world direction ``M^-1 @ [u, v, 1]`` from the source, where
@@ -168,9 +167,9 @@ def decompose_projection(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     third coordinate of ``P @ [X, 1]`` is positive in front of the source (true for our
     devices; for DeepFluoro's negative-focal matrices the sign is handled by the caller's P).
     """
-    P = np.asarray(P, np.float64)  # noqa: N806
-    M = P[:, :3]  # noqa: N806
-    Minv = np.linalg.inv(M)  # noqa: N806
+    P = np.asarray(P, np.float64)
+    M = P[:, :3]
+    Minv = np.linalg.inv(M)
     source = -Minv @ P[:, 3]
     return source, Minv, M
 
@@ -240,12 +239,3 @@ class ChestPoseSampler:
 
 
 POSE_SAMPLERS = {"hip": HipPoseSampler, "tool": ToolPoseSampler, "chest": ChestPoseSampler}
-
-
-def seeded_rng(*keys: int | str) -> np.random.Generator:
-    """A generator seeded from (experiment seed, specimen, index, ...): the same keys give the same
-    draws whatever the number or order of workers."""
-    ints = [int(k) % 2**63 if isinstance(k, int | np.integer)
-            else int.from_bytes(hashlib.sha256(str(k).encode()).digest()[:8], "little")
-            for k in keys]
-    return np.random.default_rng(np.random.SeedSequence(ints))

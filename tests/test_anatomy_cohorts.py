@@ -7,18 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from synthex_lib import paths
 from synthex_lib.anatomy import io
 from synthex_lib.anatomy.cohorts import (
     CROSS_SCANNER_GROUP,
+    cohort_dir,
     cohort_members,
     generate_cohort,
     lab_groups,
     load_cohort,
     load_specimen,
 )
-from synthex_lib.errors import ConfigError, DataError
-from synthex_lib.experiments.profiles import get_profile
+from synthex_lib.core import paths
+from synthex_lib.core.config import get_profile
+from synthex_lib.core.errors import ConfigError, DataError
 
 TINY = get_profile("smoke", lab_specimens=1, folds=1)
 
@@ -29,9 +30,9 @@ def test_members_and_groups() -> None:
     assert [m.group for m in lab] == ["01", "02", "03", "04", "05", "06", CROSS_SCANNER_GROUP]
     assert [m.cross_scanner for m in lab] == [False] * 6 + [True]
     assert lab_groups(q)["cross_scanner"] == ["07"]
-    assert len(cohort_members("scale", q)) == q.scale_specimens
-    assert len(cohort_members("chest", q)) == q.chest_specimens
-    assert len(cohort_members("tool", q)) == q.tool_configs
+    assert len(cohort_members("scale", q)) == q.lab.scale_specimens
+    assert len(cohort_members("chest", q)) == q.lab.chest_specimens
+    assert len(cohort_members("tool", q)) == q.lab.tool_configs
     with pytest.raises(ConfigError, match="cohort"):
         cohort_members("knees", q)
 
@@ -95,14 +96,16 @@ def test_generate_is_byte_identical_resumable_and_loads(tmp_path, monkeypatch) -
     # the rebuilt anatomy is the generating one: same landmarks
     lm = s0.anatomy.landmarks()
     assert all(np.allclose(lm[k], s0.landmarks[k], atol=1e-5) for k in lm)
-    assert paths.lab_dir("smoke", "lab") == folder_b
+    # a customised lab configuration has its own folder; the registered one keeps paths.lab_dir
+    assert cohort_dir("lab", TINY) == folder_b != paths.lab_dir("smoke", "lab")
+    assert cohort_dir("lab", "smoke") == paths.lab_dir("smoke", "lab")
 
 
 def test_cli_help_and_list(capsys, tmp_path, monkeypatch) -> None:
     from synthex_lib.cli import build_parser, main
 
     parser = build_parser()
-    sub = parser._subparsers._group_actions[0].choices["lab"]  # noqa: SLF001
+    sub = parser._subparsers._group_actions[0].choices["lab"]
     assert "example" in sub.epilog
     monkeypatch.setenv("SYNTHEX_DATA", str(tmp_path))
     assert main(["lab", "list", "--profile", "smoke"]) == 0

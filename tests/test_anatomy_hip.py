@@ -9,8 +9,8 @@ from synthex_lib.anatomy import make_specimen
 from synthex_lib.anatomy.hip import HipAnatomy, sample_hip_params
 from synthex_lib.anatomy.specimens import build_anatomy
 from synthex_lib.anatomy.tissues import Material, Tissue
-from synthex_lib.constants import HIP_LABELS, HIP_LANDMARKS
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.constants import HIP_LABELS, HIP_LANDMARKS
+from synthex_lib.core.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def test_block_classification_equals_voxelwise(spacing: float) -> None:
     part = Part("t", Union([tube, Sphere([20, -20, -10], 12)], k=3), 11, shell_mm=1.5, shell_tissue=12)
     g = Grid.from_bounds([-55, -40, -45], [55, 40, 45], spacing)
     cls = classify(part, g)
-    X = np.stack(np.meshgrid(g.axis(0), g.axis(1), g.axis(2), indexing="ij"), -1).transpose(2, 1, 0, 3)  # noqa: N806
+    X = np.stack(np.meshgrid(g.axis(0), g.axis(1), g.axis(2), indexing="ij"), -1).transpose(2, 1, 0, 3)
     d = part.sdf(X)
     ref = np.where(d > 0, 0, np.where(d > -1.5, 1, 2))
     assert (cls != ref).sum() <= 2  # float rounding on a boundary at most

@@ -92,7 +92,7 @@ def test_anatomy_has_true_metal_and_ct_saturates(scene) -> None:
 
 
 def test_scene_ct_equals_host_away_from_the_tool(scene) -> None:
-    from synthex_lib.anatomy.tool import _host
+    from synthex_lib.anatomy.cohorts import _host
 
     host = _host(0, scene.meta["tool"]["host_index"], "smoke")
     diff = scene.ct_hu != host.ct_hu

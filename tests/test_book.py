@@ -68,7 +68,7 @@ def test_papermill_execution_injects_parameters_and_names_failures(tmp_path):
 
     good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
     _tiny_notebook(good, "print('profile is', profile)")
-    _tiny_notebook(bad, "from synthex_lib.experiments.profiles import get_profile\nget_profile(profile)")
+    _tiny_notebook(bad, "from synthex_lib.core.config import get_profile\nget_profile(profile)")
     name, _, err = _execute_one(str(good), str(tmp_path / "out.ipynb"), {"profile": "quick"}, str(tmp_path))
     assert err is None
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from synthex_lib.data.ct_files import (
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.realdata.ct_files import (
     load_ct_specimen,
     read_landmarks,
     write_fcsv,
     write_markups_json,
 )
-from synthex_lib.errors import ConfigError, DataError
 
 SHAPE = (6, 7, 8)  # z, y, x
 

@@ -6,17 +6,17 @@ import h5py
 import numpy as np
 import pytest
 
-from synthex_lib.constants import HIP_LANDMARKS
-from synthex_lib.data.deepfluoro import (
+from synthex_lib.core.constants import HIP_LANDMARKS
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.geometry import decompose_projection, project_points
+from synthex_lib.realdata.deepfluoro import (
     DeepFluoro,
     area_weights,
     controlled_cases,
     crop_and_bin_matrix,
     rot180_matrix,
 )
-from synthex_lib.data.fixtures import write_deepfluoro_fixture
-from synthex_lib.errors import ConfigError, DataError
-from synthex_lib.geometry import decompose_projection, project_points
+from synthex_lib.realdata.fixtures import write_deepfluoro_fixture
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_area_binning_matches_the_pixel_map(n_in, off, field, n_out):
     u = np.arange(n_in, dtype=float)
     img = 2.0 * u[None, :] - 0.5 * u[:, None] + 7.0
     binned = area_weights(n_in, n_out, off, field) @ img @ area_weights(n_in, n_out, off, field).T
-    A = crop_and_bin_matrix(field, (off, off), n_out)  # noqa: N806
+    A = crop_and_bin_matrix(field, (off, off), n_out)
     centres = np.linalg.solve(A, np.stack([np.arange(n_out), np.arange(n_out), np.ones(n_out)]))[:2]
     expect = 2.0 * centres[0][None, :] - 0.5 * centres[1][:, None] + 7.0
     np.testing.assert_allclose(binned, expect, atol=1e-9)
@@ -232,7 +232,7 @@ def test_controlled_cases_geometry(df_file, downsample):
     r = case.real
     assert r.projs.shape == (3, n, n) and r.segs.shape == (3, n, n) and r.lands.shape == (3, 2, 14)
     assert r.projs.dtype == np.float32 and r.visible.shape == (3, 14) and case.P.shape == (3, 3, 4)
-    X = case.specimen.landmark_array(HIP_LANDMARKS)  # noqa: N806
+    X = case.specimen.landmark_array(HIP_LANDMARKS)
     for i in range(3):
         np.testing.assert_allclose(project_points(case.P[i], X)[0], r.lands[i].T, atol=1e-3)
         bone = r.segs[i] > 0
@@ -241,15 +241,15 @@ def test_controlled_cases_geometry(df_file, downsample):
     assert r.attrs["pixel_mm"] == pytest.approx(0.194 * 1440 / n, rel=1e-5)
 
 
-def test_deepfluoro_source_registered():
-    from synthex_lib.datasets.sources import get_source
+def test_deepfluoro_source_is_in_the_table():
+    from synthex_lib.generate.sources import SOURCES, get_source
 
-    assert get_source("deepfluoro") is controlled_cases
+    assert get_source("deepfluoro") is controlled_cases and set(SOURCES) == {"lab", "deepfluoro"}
 
 
 def test_controlled_generation_runs_on_the_fixture(df_file, tmp_path, monkeypatch):
     """The controlled-study generation accepts dataset='deepfluoro' and renders matched replicas."""
-    from synthex_lib.datasets.generate import ensure_dataset
+    from synthex_lib.generate.engine import ensure_dataset
 
     monkeypatch.setenv("SYNTHEX_DATA", str(tmp_path))
     out = ensure_dataset("hip-controlled", "smoke", dataset="deepfluoro", path=df_file, workers=0, progress=False)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from synthex_lib.data import fetch as F  # noqa: N812
-from synthex_lib.data.manifest import Manifest, load_manifest
-from synthex_lib.errors import ConfigError, DataError
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.realdata import fetch as F
+from synthex_lib.realdata.manifest import Manifest, load_manifest
 
 PAYLOAD = bytes(range(256)) * 1200  # 307 kB
 
@@ -47,10 +47,10 @@ class _Server:
             def log_message(self, *args):  # quiet
                 pass
 
-            def do_HEAD(self):  # noqa: N802
+            def do_HEAD(self):
                 self._serve(head=True)
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 self._serve()
 
             def _serve(self, head=False):
@@ -345,7 +345,7 @@ def test_restricted_dataset_says_how_to_obtain_access():
 
 
 def _cli(argv: list[str]) -> int:
-    from synthex_lib.data.cli import add_parser
+    from synthex_lib.cli.data import add_parser
 
     parser = argparse.ArgumentParser(prog="synthex")
     add_parser(parser.add_subparsers(dest="command"))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from synthex_lib.data.manifest import all_manifests, load_manifest, load_manifest_file, manifest_dir, manifest_names
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
+from synthex_lib.realdata.manifest import all_manifests, load_manifest, load_manifest_file, manifest_dir, manifest_names
 
 REQUIRED = {
     "deepfluoro", "deepfluoro-2x", "deepfluoro-4x", "deepfluoro-8x", "deepfluoro-16x", "nmdid", "qata-cov19",
@@ -85,12 +85,12 @@ def test_schema_is_json_schema():
 
 def test_lab_cohort_status_and_verify(tmp_path, monkeypatch):
     """A generated cohort is verified against the sha256 its generator recorded (cohorts.save_specimen)."""
-    from synthex_lib import paths
     from synthex_lib.anatomy.cohorts import save_specimen
     from synthex_lib.anatomy.specimen import Specimen
-    from synthex_lib.data.fetch import status, verify
-    from synthex_lib.data.fixtures import phantom_volume
-    from synthex_lib.errors import DataError
+    from synthex_lib.core import paths
+    from synthex_lib.core.errors import DataError
+    from synthex_lib.realdata.fetch import status, verify
+    from synthex_lib.realdata.fixtures import phantom_volume
 
     monkeypatch.setenv("SYNTHEX_DATA", str(tmp_path))
     assert status("lab").state == "not generated"
@@ -105,7 +105,7 @@ def test_lab_cohort_status_and_verify(tmp_path, monkeypatch):
     st = status("lab")
     assert st.state == "generated" and "smoke" in st.detail
     # the lab's files are "your own CT" too: the bring-your-own loader reads them back exactly
-    from synthex_lib.data.ct_files import load_ct_specimen
+    from synthex_lib.realdata.ct_files import load_ct_specimen
 
     sub = folder / "lab-01"
     back = load_ct_specimen(sub / "ct.nii.gz", sub / "labels.nii.gz", sub / "landmarks.mrk.json",

@@ -6,10 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from synthex_lib.constants import HIP_LANDMARKS
-from synthex_lib.data.deepfluoro_preprocessed import DeepFluoroPreprocessed
-from synthex_lib.data.fixtures import FIXTURE_FILE_ORDER, write_deepfluoro_preprocessed_fixture
-from synthex_lib.errors import ConfigError, DataError
+from synthex_lib.core.constants import HIP_LANDMARKS
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.realdata.deepfluoro_preprocessed import DeepFluoroPreprocessed
+from synthex_lib.realdata.fixtures import FIXTURE_FILE_ORDER, write_deepfluoro_preprocessed_fixture
 
 
 @pytest.fixture

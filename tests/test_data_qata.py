@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthex_lib.data.fixtures import write_qata_fixture
-from synthex_lib.data.qata import QaTaCOV19
-from synthex_lib.errors import ConfigError, DataError
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.realdata.fixtures import write_qata_fixture
+from synthex_lib.realdata.qata import QaTaCOV19
 
 
 def test_v1_pairs_masks_and_unmasked(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from synthex_lib import geometry
-from synthex_lib.errors import ConfigError, DataError
+from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.simulate import labels as L
 
 SPACING = (2.0, 2.0, 2.0)
@@ -23,7 +23,7 @@ def _grid():
     return x, y, z
 
 
-def _ap_P(sid=600.0):  # noqa: N802
+def _ap_P(sid=600.0):
     return geometry.projection_matrix(DEV, geometry.carm_pose(np.zeros(3), sid))
 
 
@@ -65,7 +65,7 @@ def _overlap_volume():
 
 def test_longest_path_rule_and_priority_rule():
     vol = _overlap_volume()
-    P = _ap_P()  # noqa: N806
+    P = _ap_P()
     longest = L.project_labels(vol, SPACING, ORIGIN, P, SIZE, step_mm=0.5, ids=(1, 2))
     c = SIZE[0] // 2
     assert longest.seg[0, c, c] == 1  # block (40 mm) beats plate (10 mm)
@@ -101,7 +101,7 @@ def test_project_mask_matches_label_projection():
 def test_landmarks_reproject_against_P_and_visibility():
     rng = np.random.default_rng(0)
     poses = [geometry.HipPoseSampler().sample(rng, np.zeros(3)) for _ in range(3)]
-    P = np.stack([geometry.projection_matrix(DEV, p) for p in poses])  # noqa: N806
+    P = np.stack([geometry.projection_matrix(DEV, p) for p in poses])
     pts = np.array([[0.0, 0.0, 0.0], [10.0, -5.0, 20.0], [np.nan, np.nan, np.nan], [5000.0, 0.0, 0.0]])
     xy, vis = L.project_landmarks(P, pts, SIZE)
     assert xy.shape == (3, 4, 2) and vis.shape == (3, 4)
@@ -123,7 +123,7 @@ def test_landmarks_reproject_against_P_and_visibility():
 
 def test_landmark_structure_visibility():
     vol = _overlap_volume()
-    P = _ap_P()  # noqa: N806
+    P = _ap_P()
     pl = L.project_labels(vol, SPACING, ORIGIN, P, SIZE, step_mm=0.5, ids=(1, 2))
     pts = np.array([[0.0, -10.0, 0.0], [35.0, 40.0, 35.0], [60.0, 0.0, 60.0]])
     cov = {i: pl.covered(i) for i in pl.ids}

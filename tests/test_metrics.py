@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from synthex_lib import metrics as M
-from synthex_lib.losses import heatmap_ncc_loss, ncc, soft_dice_loss
+from synthex_lib.learning import metrics as M
+from synthex_lib.learning.losses import heatmap_ncc_loss, ncc, soft_dice_loss
+from synthex_lib.learning.stats import one_tailed_ttest, summarize
 from synthex_lib.simulate.labels import gaussian_heatmaps
-from synthex_lib.stats import one_tailed_ttest, summarize
 
 
 def test_dice_hand_computed():

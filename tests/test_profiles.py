@@ -1,22 +1,22 @@
 import pytest
 
-from synthex_lib.errors import ConfigError
-from synthex_lib.experiments.profiles import PROFILES, get_profile
+from synthex_lib.core.config import PROFILES, get_profile
+from synthex_lib.core.errors import ConfigError
 
 
 def test_four_profiles_in_order_of_scale():
     assert list(PROFILES) == ["smoke", "quick", "full", "paper"]
-    sizes = [PROFILES[n].image_size for n in PROFILES]
+    sizes = [PROFILES[n].train.image_size for n in PROFILES]
     assert sizes == sorted(sizes)
 
 
 def test_paper_profile_holds_the_papers_numbers():
     p = get_profile("paper")
-    assert p.image_size == 360 and p.detector_px == 360
-    assert p.scale_specimens * p.sim_per_specimen == 18_000  # 18,000 training images (Methods)
-    assert (p.lr, p.momentum, p.weight_decay, p.batch_size) == (0.1, 0.9, 1e-5, 5)
-    assert (p.lr_step_epochs, p.lr_gamma) == (10, 0.5)
-    assert p.lab_specimens == 6 and p.chest_specimens == 143 and p.tool_configs == 100
+    assert p.train.image_size == 360 and p.sim.detector_px == 360
+    assert p.lab.scale_specimens * p.sim.sim_per_specimen == 18_000  # 18,000 training images (Methods)
+    assert (p.train.lr, p.train.momentum, p.train.weight_decay, p.train.batch_size) == (0.1, 0.9, 1e-5, 5)
+    assert (p.train.lr_step_epochs, p.train.lr_gamma) == (10, 0.5)
+    assert p.lab.lab_specimens == 6 and p.lab.chest_specimens == 143 and p.lab.tool_configs == 100
 
 
 def test_unknown_profile_is_one_clear_error():
@@ -38,4 +38,4 @@ def test_unknown_override_field():
 
 def test_override_keeps_other_fields():
     p = get_profile("quick", epochs=3)
-    assert p.epochs == 3 and p.image_size == PROFILES["quick"].image_size
+    assert p.train.epochs == 3 and p.train.image_size == PROFILES["quick"].train.image_size

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import ndimage
 
+from synthex_lib.figures.phantom import disc_phantom, stack_samples
 from synthex_lib.randomization import DomainRandomization
-from synthex_lib.randomization.phantom import disc_phantom, stack_samples
 
 N, SIZE = 6, 96
 

@@ -6,15 +6,15 @@ import pytest
 import torch
 import yaml
 
-from synthex_lib.constants import HIP_LABELS
-from synthex_lib.errors import ConfigError, DataError
-from synthex_lib.randomization import EFFECTS, DomainRandomization, preset_config, preset_names
-from synthex_lib.randomization.phantom import (
+from synthex_lib.core.constants import HIP_LABELS
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.figures.phantom import (
     PHANTOM_LANDMARK_LABELS,
     disc_phantom,
     landmark_label_agreement,
     stack_samples,
 )
+from synthex_lib.randomization import EFFECTS, DomainRandomization, preset_config, preset_names
 
 SIZE = 128
 PRESETS = ["none", "regular", "strong", "official-regular", "official-strong"]
@@ -267,7 +267,7 @@ def test_cuda_matches_cpu(phantom_batch):
 def test_spec_from_file_and_the_dr_command(tmp_path, capsys):
     import argparse
 
-    from synthex_lib.randomization import cli
+    from synthex_lib.cli import dr as cli
 
     path = tmp_path / "dr.yaml"
     path.write_text(DomainRandomization.from_preset("official-strong").to_yaml())

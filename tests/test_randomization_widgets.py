@@ -6,12 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from synthex_lib.randomization import DomainRandomization  # noqa: E402
-from synthex_lib.randomization.phantom import disc_phantom  # noqa: E402
-from synthex_lib.viz.overlay import as_batch, effect_gallery, effect_rows  # noqa: E402
+from synthex_lib.figures.overlay import as_batch, effect_gallery, effect_rows
+from synthex_lib.figures.phantom import disc_phantom
+from synthex_lib.randomization import DomainRandomization
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_fired_matches_what_changes(sample):
 
 
 def test_explorer_controls_edit_the_config(sample):
-    from synthex_lib.viz.widgets import dr_explorer
+    from synthex_lib.figures.widgets import dr_explorer
 
     widget = dr_explorer(sample, preset="strong", copies=2)
     ex = widget.explorer
@@ -63,7 +63,7 @@ def test_gallery_has_one_row_per_effect(sample):
 
 
 def test_example_sample_falls_back_to_the_phantom(tmp_path, monkeypatch):
-    from synthex_lib.randomization.samples import example_sample, summarize
+    from synthex_lib.figures.dr_samples import example_sample, summarize
 
     monkeypatch.setenv("SYNTHEX_DATA", str(tmp_path))
     s, source = example_sample("smoke", generate=False)

@@ -9,7 +9,8 @@ from scipy.special import erfinv
 
 from synthex_lib import geometry
 from synthex_lib.anatomy.specimen import Specimen
-from synthex_lib.errors import ConfigError, DataError
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.core.seeding import seeded_rng
 from synthex_lib.simulate import foreign as fo
 from synthex_lib.simulate import hardware as hw
 from synthex_lib.simulate.scanner import CIOS_SCANNER, LOOPX_SCANNER, VoxelAnatomy, density_channels, get_scanner
@@ -199,7 +200,7 @@ def test_cylinder_and_box_chords():
 
 def test_thin_wire_partial_volume_transmission():
     dev = geometry.CIOS_FUSION.binned(32)
-    P = geometry.projection_matrix(dev, geometry.carm_pose(np.zeros(3), 600.0))  # noqa: N806
+    P = geometry.projection_matrix(dev, geometry.carm_pose(np.zeros(3), 600.0))
     wire = [fo.Cylinder((0.0, 0.0, -200.0), (0.0, 0.0, 200.0), 0.8, "steel")]  # along z through the isocentre
     e = np.array([40.0, 80.0])
     t = fo.transmission(wire, P, (32, 32), e, supersample=5)[0]
@@ -215,12 +216,12 @@ def test_foreign_scene_implants_are_fixed_per_specimen():
              "ASIS-r": np.array([-100.0, -40.0, 80.0]), "FH-r": np.array([-80.0, 0.0, 0.0])}
     box = (np.array([-150.0, -100.0, -100.0]), np.array([150.0, 100.0, 150.0]))
     always = {"kwire": 1.0, "screw": 1.0, "cable": 0.0, "table": 0.0}
-    a = fo.sample_scene("hip", marks, box, geometry.seeded_rng(0, "s1"), np.random.default_rng(1), always)
-    b = fo.sample_scene("hip", marks, box, geometry.seeded_rng(0, "s1"), np.random.default_rng(2), always)
+    a = fo.sample_scene("hip", marks, box, seeded_rng(0, "s1"), np.random.default_rng(1), always)
+    b = fo.sample_scene("hip", marks, box, seeded_rng(0, "s1"), np.random.default_rng(2), always)
     assert a.objects == b.objects and a.kinds == ["kwire", "kwire", "screw", "screw"]
-    c = fo.sample_scene("hip", marks, box, geometry.seeded_rng(0, "s2"), np.random.default_rng(1), always)
+    c = fo.sample_scene("hip", marks, box, seeded_rng(0, "s2"), np.random.default_rng(1), always)
     assert c.objects != a.objects
-    none = fo.sample_scene("chest", {}, box, geometry.seeded_rng(0), np.random.default_rng(0),
+    none = fo.sample_scene("chest", {}, box, seeded_rng(0), np.random.default_rng(0),
                            {"cable": 0.0, "electrode": 0.0})
     assert none.objects == []
 
@@ -242,14 +243,14 @@ def _phantom_specimen() -> Specimen:
     return s
 
 
-def _P(device, size):  # noqa: N802
+def _P(device, size):
     return geometry.projection_matrix(device.binned(size), geometry.carm_pose(np.zeros(3), 600.0))
 
 
 def test_acquisition_is_deterministic_and_in_the_adc_range():
     s = _phantom_specimen()
     sc = get_scanner("cios-fusion")
-    P = _P(geometry.CIOS_FUSION, 32)  # noqa: N806
+    P = _P(geometry.CIOS_FUSION, 32)
     a, st = sc.render(s, P, (32, 32), [np.random.default_rng(7)], return_stages=True)
     b = sc.render(s, P, (32, 32), [np.random.default_rng(7)])
     c = sc.render(s, P, (32, 32), [np.random.default_rng(8)])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.simulate.physics import density as dens
 from synthex_lib.simulate.physics import detector as det
 from synthex_lib.simulate.physics import noise as nz
@@ -80,7 +80,7 @@ def test_heuristic_formula():
 
 def test_monoenergetic_and_polychromatic_beer_lambert():
     thickness_g_cm2 = torch.tensor([0.0, 1.0, 5.0, 10.0, 20.0], dtype=torch.float64)
-    A = torch.zeros(1, 3, 1, 5, dtype=torch.float64)  # noqa: N806
+    A = torch.zeros(1, 3, 1, 5, dtype=torch.float64)
     A[0, 1, 0] = thickness_g_cm2  # soft tissue
     mono = monoenergetic(60.0)
     mu = mass_attenuation_table(("air", "soft tissue", "bone"), mono.energies_kev)

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from synthex_lib import geometry as g
-from synthex_lib.errors import ConfigError, DataError, SynthexError
-from synthex_lib.simulate import get_projector, line_integrals, volume_from_file
+from synthex_lib.core.errors import ConfigError, DataError, SynthexError
 from synthex_lib.simulate.physics import density as dens
 from synthex_lib.simulate.physics.materials import mass_attenuation
+from synthex_lib.simulate.raymarch import line_integrals
+from synthex_lib.simulate.registry import get_projector
+from synthex_lib.simulate.volume_io import volume_from_file
 
 N = 48
 SPACING = (1.5, 1.5, 1.5)
@@ -31,14 +33,14 @@ def phantom() -> SimpleNamespace:
     return SimpleNamespace(ct_hu=hu, spacing=SPACING, origin=ORIGIN, specimen_id="phantom")
 
 
-def _P(batch: int = 2, px: int = 40) -> np.ndarray:  # noqa: N802
+def _P(batch: int = 2, px: int = 40) -> np.ndarray:
     dev = g.Device("t", px, px, 4.0, 1000.0)  # 80 mm field at the isocentre: air beside the phantom
     return np.stack([g.projection_matrix(dev, g.carm_pose(np.zeros(3), 500.0, lao_deg=30.0 * i)) for i in range(batch)])
 
 
 def test_naive_projector_quantities(phantom):
     pr = get_projector("naive")
-    P = _P()  # noqa: N806
+    P = _P()
     water = pr.render(phantom, P, (40, 40), "water-path-mm")
     assert water.shape == (2, 40, 40) and water.dtype == np.float32
     ref = line_integrals(dens.water_fraction(phantom.ct_hu), SPACING, ORIGIN, P, (40, 40), None)[:, 0].numpy()
@@ -51,7 +53,7 @@ def test_naive_projector_quantities(phantom):
 
 
 def test_heuristic_projector_formula_step_and_noise(phantom):
-    P = _P(1)  # noqa: N806
+    P = _P(1)
     clean = get_projector("heuristic", noise=False)
     line = line_integrals(dens.heuristic_mu(phantom.ct_hu), SPACING, ORIGIN, P, (40, 40), 1.0)[:, 0].numpy()
     np.testing.assert_allclose(clean.render(phantom, P, (40, 40), "neglog"), line, rtol=1e-5, atol=1e-6)
@@ -70,7 +72,7 @@ def test_realistic_projector_matches_monoenergetic_beer_lambert():
     vol = SimpleNamespace(ct_hu=hu, spacing=(1.0, 1.0, 1.0), origin=(-19.5, -19.5, -19.5))
     pr = get_projector("realistic", energy_kev=60.0, noise=False, scatter=False, saturation_rel=None)
     dev = g.Device("t", 9, 9, 0.5, 1000.0)
-    P = g.projection_matrix(dev, g.carm_pose(np.zeros(3), 500.0, cran_deg=90.0))  # noqa: N806
+    P = g.projection_matrix(dev, g.carm_pose(np.zeros(3), 500.0, cran_deg=90.0))
     area = pr.area_density(vol, P, (9, 9))
     centre_air, centre_soft = area[0, 0, 4, 4].item(), area[0, 1, 4, 4].item()
     assert centre_soft == pytest.approx(1.03 * 2.4, rel=2e-3)  # g/cm^2
@@ -83,7 +85,7 @@ def test_realistic_projector_matches_monoenergetic_beer_lambert():
 
 def test_realistic_projector_is_deterministic_per_seed_and_physical(phantom):
     pr = get_projector("realistic")
-    P = _P()  # noqa: N806
+    P = _P()
     a = pr.render(phantom, P, (40, 40), "neglog", rng=np.random.default_rng(7))
     b = pr.render(phantom, P, (40, 40), "neglog", rng=np.random.default_rng(7))
     c = pr.render(phantom, P, (40, 40), "neglog", rng=np.random.default_rng(8))
@@ -128,9 +130,9 @@ def test_deepdrr_adapter_fails_with_one_line_naming_what_is_missing():
     assert isinstance(err.value, SynthexError) and "\n" not in msg
     assert "deepdrr" in msg and ("CUDA" in msg or "GPU" in msg)
     # the parameter mapping: P ~ K [R | t] with a proper rotation, also for -P (DeepFluoro-like sign)
-    P = _P(1)[0]  # noqa: N806
+    P = _P(1)[0]
     for Q in (P, -2.0 * P):  # noqa: N806
-        K, R, t = decompose_p(Q)  # noqa: N806
+        K, R, t = decompose_p(Q)
         assert np.linalg.det(R) == pytest.approx(1.0) and K[2, 2] == 1.0
         Q2 = K @ np.concatenate([R, t[:, None]], 1)  # noqa: N806
         np.testing.assert_allclose(Q2 / Q2[2, 3], Q / Q[2, 3], rtol=1e-9, atol=1e-9)
@@ -201,7 +203,7 @@ def test_volume_from_file_errors_name_the_file(tmp_path):
 
 
 def _render_cli(argv: list[str]) -> int:
-    from synthex_lib.simulate import cli
+    from synthex_lib.cli import render as cli
 
     parser = argparse.ArgumentParser()
     cli.add_parser(parser.add_subparsers(dest="command"))
@@ -213,7 +215,7 @@ def test_render_cli_round_trip(tmp_path):
     hu = _blob_volume()
     ct = _write(tmp_path / "ct.nii.gz", hu, (1.0, 1.0, 1.0), (-14.0, -12.0, -10.0))
     pose = g.carm_pose(np.zeros(3), 300.0, lao_deg=20.0)
-    P = g.projection_matrix(g.Device("t", 32, 24, 1.0, 600.0), pose)  # noqa: N806
+    P = g.projection_matrix(g.Device("t", 32, 24, 1.0, 600.0), pose)
     p_arg = ",".join(repr(float(v)) for v in P.reshape(-1))
     for projector in ("naive", "heuristic", "realistic"):
         for quantity in ("water-path-mm", "intensity", "neglog"):
@@ -242,7 +244,7 @@ def test_render_cli_rejects_bad_arguments(tmp_path):
 def test_render_uses_cuda_when_available(phantom):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    P = _P()  # noqa: N806
+    P = _P()
     cpu = get_projector("naive").render(phantom, P, (40, 40))
     gpu = get_projector("naive", device="cuda").render(phantom, P, (40, 40))
     np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-4)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from synthex_lib import geometry as g
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.simulate.raymarch import line_integrals, material_line_integrals
 
 N = 72
@@ -34,16 +34,16 @@ def _device(px: int = 48, pixel_mm: float = 1.2) -> g.Device:
     return g.Device("test", px, px, pixel_mm, 1000.0)
 
 
-def _rays(P: np.ndarray, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+def _rays(P: np.ndarray, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
     """Source and unit directions (H, W, 3) of every pixel of P."""
-    Minv = np.linalg.inv(P[:, :3])  # noqa: N806
+    Minv = np.linalg.inv(P[:, :3])
     src = -Minv @ P[:, 3]
     vv, uu = np.mgrid[0:H, 0:W]
     d = np.einsum("ij,hwj->hwi", Minv, np.stack([uu, vv, np.ones_like(uu)], -1).astype(float))
     return src, d / np.linalg.norm(d, axis=-1, keepdims=True)
 
 
-def _sphere_chords(P: np.ndarray, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+def _sphere_chords(P: np.ndarray, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
     src, d = _rays(P, W, H)
     t_closest = -(d @ src)
     dist2 = src @ src - t_closest**2
@@ -53,7 +53,7 @@ def _sphere_chords(P: np.ndarray, W: int, H: int) -> tuple[np.ndarray, np.ndarra
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("step", [None, 0.5])
 def test_chord_lengths_through_water_sphere(sphere, backend, step):
-    P = g.projection_matrix(_device(), g.carm_pose(np.zeros(3), 400.0, lao_deg=25, cran_deg=-15))  # noqa: N806
+    P = g.projection_matrix(_device(), g.carm_pose(np.zeros(3), 400.0, lao_deg=25, cran_deg=-15))
     out = line_integrals(torch.from_numpy(sphere), SPACING, ORIGIN, P, (48, 48), step, backend=backend)
     assert out.shape == (1, 1, 48, 48) and out.dtype == torch.float32
     chord, dist = _sphere_chords(P, 48, 48)
@@ -73,7 +73,7 @@ def test_slab_chord_is_thickness_over_cosine(step):
     vol[np.abs(z) < 10] = 1.0  # voxel centres at +-0.5 ... +-9.5: 20 voxels = 20 mm
     org = (-(n - 1) / 2,) * 3
     pose = g.carm_pose(np.zeros(3), 500.0, cran_deg=90.0)  # beam along -z or +z (superior-inferior)
-    P = g.projection_matrix(_device(32, 1.0), pose)  # noqa: N806
+    P = g.projection_matrix(_device(32, 1.0), pose)
     out = line_integrals(vol, SPACING, org, P, (32, 32), step)[0, 0].numpy()
     src, d = _rays(P, 32, 32)
     cos = np.abs(d[..., 2])
@@ -90,13 +90,13 @@ def test_slab_chord_is_thickness_over_cosine(step):
 def test_p_and_minus_p_and_deepfluoro_convention_agree(sphere):
     pose = g.carm_pose(np.array([3.0, -2.0, 5.0]), 450.0, lao_deg=-30, cran_deg=10)
     dev = _device()
-    P = g.projection_matrix(dev, pose)  # noqa: N806
+    P = g.projection_matrix(dev, pose)
     # DeepFluoro-style: camera z points from the detector to the source (the scene at negative depth) with
     # negative focal lengths: K_df = diag(-f, -f, 1) with the principal point, R_df = diag(-1, -1, 1) R flipped in z
     # -- projectively this is -P.
-    K = dev.K  # noqa: N806
-    K_df = np.array([[-K[0, 0], 0, -K[0, 2]], [0, -K[1, 1], -K[1, 2]], [0, 0, -1.0]])  # noqa: N806
-    P_df = K_df @ pose.extrinsic  # noqa: N806
+    K = dev.K
+    K_df = np.array([[-K[0, 0], 0, -K[0, 2]], [0, -K[1, 1], -K[1, 2]], [0, 0, -1.0]])
+    P_df = K_df @ pose.extrinsic
     pts = np.array([[0.0, 0, 0], [10, -5, 7], [-12, 8, -3]])
     np.testing.assert_allclose(g.project_points(P_df, pts)[0], g.project_points(P, pts)[0], atol=1e-6)
     assert np.all(g.project_points(P_df, pts)[1] < 0)  # the scene is at negative depth
@@ -112,9 +112,9 @@ def test_source_inside_volume_integrates_towards_scene_only():
     org = (-20.0, -20.0, -20.0)
     # source at the centre looking along +x; only the half-line in front counts: 20.5 mm (20 mm of voxel centres
     # and the half of the last 1-mm ramp), up to one sample at the source itself; the whole line would be 41 mm
-    K = np.array([[100.0, 0, 0], [0, 100.0, 0], [0, 0, 1]])  # noqa: N806
-    R = np.array([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]])  # noqa: N806  camera z = world x
-    P = K @ np.concatenate([R, np.zeros((3, 1))], 1)  # noqa: N806
+    K = np.array([[100.0, 0, 0], [0, 100.0, 0], [0, 0, 1]])
+    R = np.array([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    P = K @ np.concatenate([R, np.zeros((3, 1))], 1)
     for step in (None, 0.25):
         out = line_integrals(vol, SPACING, org, P, (1, 1), step)[0, 0, 0, 0].item()
         assert out == pytest.approx(20.5, abs=0.51)
@@ -131,7 +131,7 @@ def test_landmark_reprojection_against_p():
     z, y, x = np.meshgrid(c, c, c, indexing="ij", sparse=True)
     vol = np.exp(-((x - point[0]) ** 2 + (y - point[1]) ** 2 + (z - point[2]) ** 2) / (2 * 1.5**2)).astype(np.float32)
     for lao, cran in ((0, 0), (35, -20), (-60, 15)):
-        P = g.projection_matrix(_device(96, 0.8), g.carm_pose(np.zeros(3), 500.0, lao, cran))  # noqa: N806
+        P = g.projection_matrix(_device(96, 0.8), g.carm_pose(np.zeros(3), 500.0, lao, cran))
         img = line_integrals(vol, SPACING, org, P, (96, 96), None)[0, 0].numpy().astype(np.float64)
         rows, cols = np.mgrid[0:96, 0:96]
         w = np.where(img > 0.05 * img.max(), img, 0)
@@ -143,7 +143,7 @@ def test_landmark_reprojection_against_p():
 
 def test_batch_equals_single_and_numba_equals_torch(sphere):
     poses = [g.carm_pose(np.zeros(3), 420.0, a, b) for a, b in ((0, 0), (40, 5), (95, -10))]
-    P = np.stack([g.projection_matrix(_device(40, 1.4), p) for p in poses])  # noqa: N806
+    P = np.stack([g.projection_matrix(_device(40, 1.4), p) for p in poses])
     vol = torch.from_numpy(np.stack([sphere, 2 * sphere[::-1].copy()]))  # two channels
     for step in (None, 1.0):
         batch = line_integrals(vol, SPACING, ORIGIN, P, (40, 40), step, backend="numba")
@@ -156,7 +156,7 @@ def test_batch_equals_single_and_numba_equals_torch(sphere):
 
 
 def test_tiling_equals_untiled(sphere):
-    P = g.projection_matrix(_device(40, 1.4), g.carm_pose(np.zeros(3), 420.0, 20, 10))  # noqa: N806
+    P = g.projection_matrix(_device(40, 1.4), g.carm_pose(np.zeros(3), 420.0, 20, 10))
     for step in (None, 0.8):
         whole = line_integrals(sphere, SPACING, ORIGIN, P, (40, 40), step, backend="torch", max_tile_bytes=2**40)
         tiled = line_integrals(sphere, SPACING, ORIGIN, P, (40, 40), step, backend="torch", max_tile_bytes=200_000)
@@ -167,7 +167,7 @@ def test_full_size_detector_in_bounded_memory():
     # a 1536 x 1536 CIOS Fusion image: the CPU engine keeps no per-sample memory; the torch one tiles
     vol = np.ones((24, 24, 24), np.float32)
     org = (-11.5,) * 3
-    P = g.projection_matrix(g.CIOS_FUSION, g.carm_pose(np.zeros(3), 600.0))  # noqa: N806
+    P = g.projection_matrix(g.CIOS_FUSION, g.carm_pose(np.zeros(3), 600.0))
     out = line_integrals(vol, SPACING, org, P, (1536, 1536), None)
     assert out.shape == (1, 1, 1536, 1536)
     assert out[0, 0, 767:769, 767:769].numpy() == pytest.approx(np.full((2, 2), 24.0), abs=0.05)
@@ -180,7 +180,7 @@ def test_material_line_integrals_equal_one_hot_channels(sphere):
     density = (sphere * 1.5 + rng.random(sphere.shape, dtype=np.float32) * 0.1).astype(np.float32)
     material = rng.integers(0, 3, sphere.shape).astype(np.uint8)
     channels = np.stack([density * (material == m) for m in range(3)])
-    P = g.projection_matrix(_device(32, 1.8), g.carm_pose(np.zeros(3), 450.0, 30, 0))  # noqa: N806
+    P = g.projection_matrix(_device(32, 1.8), g.carm_pose(np.zeros(3), 450.0, 30, 0))
     for step in (None, 1.3):
         ref = line_integrals(channels, SPACING, ORIGIN, P, (32, 32), step)
         for backend in ("numba", "torch"):
@@ -205,7 +205,7 @@ def test_many_channels_and_ignored_materials(sphere):
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 8, sphere.shape).astype(np.uint8)
     channels = np.stack([(labels == k).astype(np.float32) for k in range(7)])
-    P = g.projection_matrix(_device(24, 2.5), g.carm_pose(np.zeros(3), 450.0, -20, 25))  # noqa: N806
+    P = g.projection_matrix(_device(24, 2.5), g.carm_pose(np.zeros(3), 450.0, -20, 25))
     for step in (None, 0.9):
         ref = line_integrals(channels, SPACING, ORIGIN, P, (24, 24), step, backend="torch")
         out = line_integrals(channels, SPACING, ORIGIN, P, (24, 24), step, backend="numba")

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from synthex_lib.constants import HIP_LANDMARKS
+from synthex_lib.core.config import get_profile
+from synthex_lib.core.constants import HIP_LANDMARKS
 from synthex_lib.datasets.layout import SpecimenImages, write_group, write_landmark_names
 from synthex_lib.datasets.torch_dataset import ImageDataset
 from synthex_lib.experiments import results
-from synthex_lib.experiments.profiles import get_profile
-from synthex_lib.training import evaluate_hip, pad_to_multiple, predict, summarize_hip, train_multitask, zscore
+from synthex_lib.learning.evaluation import evaluate_hip, predict, summarize_hip
+from synthex_lib.learning.inputs import pad_to_multiple, zscore
+from synthex_lib.learning.training import train_multitask
 
 
 def _disc_images(n: int, size: int, seed: int) -> SpecimenImages:
@@ -84,7 +86,7 @@ def test_training_reduces_loss_and_resume_matches(tmp_path, h5file):
 
     seg, heat = predict(model, ds.images[:3])
     assert seg.shape == (3, 32, 32) and heat.shape == (3, 14, 32, 32)
-    ev = evaluate_hip(model, ds, prof.heatmap_sigma_px, pixel_mm=0.5, threshold=-1.01)  # NCC >= -1: all
+    ev = evaluate_hip(model, ds, prof.train.heatmap_sigma_px, pixel_mm=0.5, threshold=-1.01)  # NCC >= -1: all
     summ = summarize_hip(ev)
     assert 0 <= summ["dice_mean"] <= 1 and summ["images"] == 12
     assert summ["landmarks_activated"] == 12 * 14 and summ["detection_rate"] == 1.0

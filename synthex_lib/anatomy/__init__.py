@@ -7,16 +7,9 @@ Training simulators see the CT; the emulated "real" scanners image the anatomy.
 
 from __future__ import annotations
 
+from synthex_lib.anatomy.cohorts import cohort_members, generate_cohort, load_cohort, load_specimen, make_tool_scene
 from synthex_lib.anatomy.specimen import Specimen
-from synthex_lib.anatomy.specimens import GENERATOR_VERSION, make_specimen, make_tool_scene
+from synthex_lib.anatomy.specimens import GENERATOR_VERSION, make_specimen
 
-__all__ = ["GENERATOR_VERSION", "Specimen", "make_specimen", "make_tool_scene", "generate_cohort", "load_cohort",
-           "load_specimen", "cohort_members"]
-
-
-def __getattr__(name: str):  # lazy: cohorts pull in SimpleITK
-    if name in ("generate_cohort", "load_cohort", "load_specimen", "cohort_members"):
-        from synthex_lib.anatomy import cohorts
-
-        return getattr(cohorts, name)
-    raise AttributeError(name)
+__all__ = ["GENERATOR_VERSION", "Specimen", "cohort_members", "generate_cohort", "load_cohort", "load_specimen",
+           "make_specimen", "make_tool_scene"]

@@ -42,7 +42,7 @@ from synthex_lib.anatomy.sdf import (
     unit,
 )
 from synthex_lib.anatomy.tissues import Tissue, tissue_tables
-from synthex_lib.geometry import seeded_rng
+from synthex_lib.core.seeding import seeded_rng
 
 #: 3D label ids of chest specimens
 CHEST_LABELS: dict[int, str] = {0: "background", 1: "left-lung", 2: "right-lung", 3: "heart", 4: "airways", 5: "bone"}
@@ -78,7 +78,7 @@ class ChestParams:
 
 
 def sample_chest_params(*keys: Any) -> ChestParams:
-    """Draw a chest specimen's parameters from ``geometry.seeded_rng(*keys)``."""
+    """Draw a chest specimen's parameters from ``seeded_rng(*keys)``."""
     rng = seeded_rng(*keys, "chest-params")
     female = float(np.clip((0.9 if rng.random() < 0.5 else 0.1) + rng.normal(0, 0.05), 0, 1))
     size = float(np.clip(rng.normal(1.0 - 0.05 * female, 0.04), 0.88, 1.1))

@@ -2,15 +2,15 @@
 
 Cohorts (sizes from the profile):
 
-* ``lab``: ``profile.lab_specimens`` hip specimens, groups ``"01"`` ... (DeepFluoro's six), plus
+* ``lab``: ``profile.lab.lab_specimens`` hip specimens, groups ``"01"`` ... (DeepFluoro's six), plus
   one cross-scanner specimen, group ``"07"`` (``cross_scanner=True``), imaged by the Loop-X-like
   device;
-* ``scale``: ``profile.scale_specimens`` hips (the paper's 20 NMDID CTs);
-* ``chest``: ``profile.chest_specimens`` chests with COVID-19 lesions (the paper's 143 CTs);
-* ``tool``: ``profile.tool_configs`` continuum-manipulator scenes (the paper's 100), hosted by
+* ``scale``: ``profile.lab.scale_specimens`` hips (the paper's 20 NMDID CTs);
+* ``chest``: ``profile.lab.chest_specimens`` chests with COVID-19 lesions (the paper's 143 CTs);
+* ``tool``: ``profile.lab.tool_configs`` continuum-manipulator scenes (the paper's 100), hosted by
   ``scale`` hips.
 
-Layout under :func:`synthex_lib.paths.lab_dir` ``(profile, cohort)``::
+Layout under :func:`synthex_lib.core.paths.lab_dir` ``(profile, cohort)``::
 
     manifest.json                       generator version, seed, members, sha256 of every file
     <specimen_id>/ct.nii.gz             CT, int16 HU
@@ -19,7 +19,7 @@ Layout under :func:`synthex_lib.paths.lab_dir` ``(profile, cohort)``::
     <specimen_id>/landmarks.mrk.json    3D Slicer markups (LPS mm)
     <specimen_id>/specimen.json         kind, group, metadata and the anatomy's parameters
 
-Every random draw comes from ``geometry.seeded_rng(seed, cohort, index)``; the same seed gives
+Every random draw comes from ``seeded_rng(seed, cohort, index)``; the same seed gives
 the same bytes. A cohort directory holds one seed: asking for another seed regenerates it.
 """
 
@@ -27,17 +27,30 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from synthex_lib import paths
+from synthex_lib import __version__
 from synthex_lib.anatomy import io
+from synthex_lib.anatomy.ctscan import ct_grid, rescan_region
 from synthex_lib.anatomy.specimen import Specimen
-from synthex_lib.anatomy.specimens import GENERATOR_VERSION, anatomy_from_dict, anatomy_to_dict
-from synthex_lib.errors import ConfigError, DataError
-from synthex_lib.experiments.profiles import Profile, get_profile
+from synthex_lib.anatomy.specimens import (
+    GENERATOR_VERSION,
+    _keys,
+    anatomy_from_dict,
+    anatomy_to_dict,
+    make_specimen,
+    scan_params_for,
+)
+from synthex_lib.anatomy.tool import ToolSceneAnatomy, sample_tool_params
+from synthex_lib.core import paths
+from synthex_lib.core.config import PROFILES, Profile, get_profile
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.core.hashing import stable_hash
 
 COHORTS = ("lab", "scale", "chest", "tool")
 #: group of the lab's cross-scanner specimen (DeepFluoro has six; the paper's Loop-X specimen is the 7th)
@@ -67,14 +80,14 @@ def cohort_members(cohort: str, profile: str | Profile) -> list[Member]:
     _check_cohort(cohort)
     prof = get_profile(profile)
     if cohort == "lab":
-        out = [Member("lab", i, f"lab-{i + 1:02d}", f"{i + 1:02d}", "hip") for i in range(prof.lab_specimens)]
+        out = [Member("lab", i, f"lab-{i + 1:02d}", f"{i + 1:02d}", "hip") for i in range(prof.lab.lab_specimens)]
         k = int(CROSS_SCANNER_GROUP) - 1
         return [*out, Member("lab", k, f"lab-{CROSS_SCANNER_GROUP}", CROSS_SCANNER_GROUP, "hip", True)]
     if cohort == "scale":
-        return [Member("scale", i, f"scale-{i:02d}", f"{i:02d}", "hip") for i in range(prof.scale_specimens)]
+        return [Member("scale", i, f"scale-{i:02d}", f"{i:02d}", "hip") for i in range(prof.lab.scale_specimens)]
     if cohort == "chest":
-        return [Member("chest", i, f"chest-{i:03d}", f"{i:03d}", "chest") for i in range(prof.chest_specimens)]
-    return [Member("tool", i, f"tool-{i:03d}", f"{i:03d}", "tool") for i in range(prof.tool_configs)]
+        return [Member("chest", i, f"chest-{i:03d}", f"{i:03d}", "chest") for i in range(prof.lab.chest_specimens)]
+    return [Member("tool", i, f"tool-{i:03d}", f"{i:03d}", "tool") for i in range(prof.lab.tool_configs)]
 
 
 def lab_groups(profile: str | Profile) -> dict[str, list[str]]:
@@ -85,8 +98,6 @@ def lab_groups(profile: str | Profile) -> dict[str, list[str]]:
 
 
 def _make(member: Member, seed: int, prof: Profile) -> Specimen:
-    from synthex_lib.anatomy.specimens import make_specimen, make_tool_scene
-
     if member.kind == "tool":
         s = make_tool_scene(seed, prof, index=member.key_index, cohort=member.cohort)
     else:
@@ -128,9 +139,20 @@ def read_specimen(folder: Path) -> Specimen:
                     meta=info["meta"])
 
 
+def cohort_dir(cohort: str, profile: str | Profile) -> Path:
+    """The folder of a cohort: ``paths.lab_dir(profile, cohort)`` for a registered profile's lab configuration,
+    else ``lab_dir(profile, cohort + "-custom<hash>")`` (a cohort depends on the ``lab`` section only)."""
+    prof = get_profile(profile)
+    registered = PROFILES.get(prof.name)
+    if registered is not None and registered.lab == prof.lab:
+        return paths.lab_dir(prof.name, cohort)
+    return paths.lab_dir(prof.name, f"{cohort}-custom{stable_hash(asdict(prof.lab), 8)}")
+
+
 def _manifest_ok(man: dict[str, Any] | None, seed: int, prof: Profile, cohort: str) -> bool:
     return bool(man) and man.get("generator_version") == GENERATOR_VERSION and man.get("seed") == seed \
-        and man.get("profile") == prof.name and man.get("cohort") == cohort
+        and man.get("profile") == prof.name and man.get("cohort") == cohort \
+        and man.get("lab_config") == asdict(prof.lab)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -158,7 +180,7 @@ def generate_cohort(cohort: str, profile: str | Profile, seed: int = 0, progress
     prof = get_profile(profile)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"parameter 'seed' must be a non-negative integer, got {seed!r}")
-    folder = paths.lab_dir(prof.name, cohort)
+    folder = cohort_dir(cohort, prof)
     man = _read_manifest(folder)
     if not _manifest_ok(man, int(seed), prof, cohort):
         if folder.exists() and man is not None:
@@ -171,8 +193,6 @@ def generate_cohort(cohort: str, profile: str | Profile, seed: int = 0, progress
         generate_cohort("scale", prof, seed=seed, progress=progress)
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(todo), desc=f"lab {cohort} ({prof.name})", unit="specimen")
     for m in todo:
         s = _make(m, int(seed), prof)
@@ -191,11 +211,9 @@ def generate_cohort(cohort: str, profile: str | Profile, seed: int = 0, progress
 
 def _write_manifest(folder: Path, cohort: str, prof: Profile, seed: int, members: list[Member],
                     entries: dict[str, Any]) -> None:
-    from synthex_lib import __version__
-
     io.write_json(folder / MANIFEST, {
         "generator_version": GENERATOR_VERSION, "synthex_version": __version__, "cohort": cohort,
-        "profile": prof.name, "seed": seed, "ct_spacing_mm": prof.ct_spacing_mm,
+        "profile": prof.name, "seed": seed, "ct_spacing_mm": prof.lab.ct_spacing_mm, "lab_config": asdict(prof.lab),
         "members": [entries[m.specimen_id] for m in members if m.specimen_id in entries]})
 
 
@@ -205,7 +223,7 @@ def load_specimen(cohort: str, profile: str | Profile, index: int, seed: int = 0
     if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < len(members):
         raise ConfigError(f"parameter 'index' must be in 0..{len(members) - 1} for cohort {cohort!r}, got {index!r}")
     prof = get_profile(profile)
-    folder = paths.lab_dir(prof.name, cohort)
+    folder = cohort_dir(cohort, prof)
     man = _read_manifest(folder)
     m = members[index]
     entry = {e["specimen_id"]: e for e in (man or {}).get("members", [])}.get(m.specimen_id)
@@ -217,7 +235,7 @@ def load_specimen(cohort: str, profile: str | Profile, index: int, seed: int = 0
 def find_on_disk(cohort: str, profile: str | Profile, key_index: int, seed: int) -> Specimen | None:
     """A member already generated on disk (by rng key index), or None; never generates."""
     prof = get_profile(profile)
-    folder = paths.lab_dir(prof.name, cohort)
+    folder = cohort_dir(cohort, prof)
     man = _read_manifest(folder)
     if not _manifest_ok(man, int(seed), prof, cohort):
         return None
@@ -234,5 +252,39 @@ def load_cohort(cohort: str, profile: str | Profile, seed: int = 0, progress: bo
     """All members of a cohort (generated first where missing), each with its ``.anatomy``."""
     prof = get_profile(profile)
     generate_cohort(cohort, prof, seed=seed, progress=progress)
-    folder = paths.lab_dir(prof.name, cohort)
+    folder = cohort_dir(cohort, prof)
     return [read_specimen(folder / m.specimen_id) for m in cohort_members(cohort, prof)]
+
+
+# --- continuum-manipulator scenes: a tool inserted into a host hip of the scale cohort ----------------
+
+@lru_cache(maxsize=2)
+def _host(seed: int, index: int, profile_name: str):
+    """The host hip: the ``scale`` cohort's member from disk when generated, else made."""
+
+    found = find_on_disk("scale", profile_name, index, seed)
+    if found is not None:
+        return found
+    return make_specimen("hip", seed, profile_name, cohort="scale", index=index, specimen_id=f"scale-{index:02d}")
+
+
+def make_tool_scene(seed: int, profile: str | Profile, *, index: int = 0, cohort: str = "tool"):
+    """A CM scene (see the module docstring): a :class:`Specimen` of kind ``"tool"``."""
+
+    prof = get_profile(profile)
+    keys = _keys(seed, cohort, index)
+    params = sample_tool_params(prof.lab.scale_specimens, *keys)
+    host = _host(int(seed), params.host_index, prof.name)
+    scene = ToolSceneAnatomy(host.anatomy, params)
+    scan = scan_params_for(host.anatomy, prof)
+    grid = ct_grid(host.anatomy, prof.lab.ct_spacing_mm)
+    lo, hi = scene.tool_box()
+    ct, lab_box, sl = rescan_region(scene, grid, scan, host.ct_hu, lo, hi)
+    labels = np.zeros(grid.shape, np.uint8)
+    labels[sl] = lab_box
+    meta = {"generator_version": GENERATOR_VERSION, "profile": prof.name, "seed": int(seed), "cohort": cohort,
+            "index": int(index), "kind": "tool", "host": host.specimen_id,
+            "host_seed_keys": list(host.anatomy.seed_keys), "tool": params.to_dict(), "scan": scan.to_dict(),
+            "center": scene.center.tolist()}
+    return Specimen(kind="tool", ct_hu=ct, labels=labels, spacing=grid.spacing, origin=grid.origin,
+                    landmarks=scene.landmarks(), specimen_id=f"{cohort}-{index:03d}", anatomy=scene, meta=meta)

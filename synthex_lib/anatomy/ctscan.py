@@ -25,8 +25,8 @@ import numpy as np
 from scipy import ndimage
 
 from synthex_lib.anatomy.raster import Anatomy, Grid
-from synthex_lib.errors import require_positive
-from synthex_lib.geometry import seeded_rng
+from synthex_lib.core.errors import require_positive
+from synthex_lib.core.seeding import seeded_rng
 
 #: CT value range (12-bit scanners) and the value outside the reconstruction field of view
 HU_MIN, HU_MAX, HU_OUTSIDE = -1024.0, 3071.0, -1024.0

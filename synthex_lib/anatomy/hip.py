@@ -44,8 +44,9 @@ from synthex_lib.anatomy.sdf import (
     unit,
 )
 from synthex_lib.anatomy.tissues import Tissue, tissue_tables
-from synthex_lib.constants import HIP_LANDMARKS
-from synthex_lib.geometry import rot_x, rot_y, rot_z, seeded_rng
+from synthex_lib.core.constants import HIP_LANDMARKS
+from synthex_lib.core.seeding import seeded_rng
+from synthex_lib.geometry import rot_x, rot_y, rot_z
 
 #: hip label ids (DeepFluoro)
 LEFT_HEMIPELVIS, RIGHT_HEMIPELVIS, VERTEBRAE, UPPER_SACRUM, LEFT_FEMUR, RIGHT_FEMUR = 1, 2, 3, 4, 5, 6
@@ -99,7 +100,7 @@ class HipParams:
 
 
 def sample_hip_params(*keys: Any) -> HipParams:
-    """Draw a hip specimen's parameters from ``geometry.seeded_rng(*keys)``."""
+    """Draw a hip specimen's parameters from ``seeded_rng(*keys)``."""
     rng = seeded_rng(*keys, "hip-params")
     female = float(np.clip((0.85 if rng.random() < 0.5 else 0.15) + rng.normal(0, 0.1), 0, 1))
     size = float(np.clip(rng.normal(1.0 - 0.03 * female, 0.04), 0.9, 1.1))
@@ -166,10 +167,10 @@ class _Side:
     def __init__(self, sign: int, scale: float) -> None:
         self.sign, self.s = sign, scale
 
-    def P(self, x: float, y: float, z: float) -> np.ndarray:  # noqa: N802
+    def P(self, x: float, y: float, z: float) -> np.ndarray:
         return np.array([self.sign * x, y, z]) * self.s
 
-    def V(self, x: float, y: float, z: float) -> np.ndarray:  # noqa: N802
+    def V(self, x: float, y: float, z: float) -> np.ndarray:
         return unit([self.sign * x, y, z])
 
     def r(self, v: float) -> float:
@@ -179,7 +180,7 @@ class _Side:
 @dataclass
 class _HemiPelvis:
     sdf: SDF
-    H: np.ndarray  # noqa: N815
+    H: np.ndarray
     asis: np.ndarray
     asis_dir: np.ndarray
     obt_center: np.ndarray
@@ -195,9 +196,9 @@ class _HemiPelvis:
 def _hemipelvis(sign: int, hp: HipParams, sp: SideParams) -> _HemiPelvis:
     f = hp.female
     S = _Side(sign, hp.size * sp.asym)  # noqa: N806
-    P, r = S.P, S.r  # noqa: N806
-    R = sp.fh_radius  # noqa: N806 - the femoral head radius is drawn in mm, not scaled
-    H = P(84 + 4 * f, 0, 0)  # noqa: N806
+    P, r = S.P, S.r
+    R = sp.fh_radius
+    H = P(84 + 4 * f, 0, 0)
     # --- ilium: fan plate, rims, buttress ------------------------------------------------
     asis = P(118 + 9 * f, -50, 80 - 5 * f)
     aiis = P(100 + 3 * f, -40, 42)
@@ -380,7 +381,7 @@ def _femur_local(sp: SideParams, sign: int, s: float) -> tuple[SDF, SDF, dict[st
 
     Returns the bone, the medullary canal and axes (``J`` neck-shaft junction, ``s0`` distal
     shaft direction)."""
-    R = sp.fh_radius  # noqa: N806
+    R = sp.fh_radius
     s0 = unit([-sign * np.sin(np.deg2rad(8)), 0, -np.cos(np.deg2rad(8))])
     m = np.array([-sign, 0.0, 0.0])
     m = unit(m - (m @ s0) * s0)
@@ -459,7 +460,7 @@ class HipAnatomy(Anatomy):
             bone, canal, ax = _femur_local(sp, sign, p.size)
             # hip flexion (distal moves anteriorly) and abduction (distal moves laterally) about H
             Rf = rot_x(-sp.flexion_deg) @ rot_y(-sign * sp.abduction_deg)  # noqa: N806
-            R_w = Rg @ Rf  # noqa: N806
+            R_w = Rg @ Rf
             t_w = Rg @ hemi.H
             out[f"femur-{side}"] = (Transform(bone, R_w, t_w), Transform(canal, R_w, t_w), R_w, t_w, ax)
         sac, lower, endplate = _sacrum(p)

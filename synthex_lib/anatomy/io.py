@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
-from synthex_lib.errors import DataError
-from synthex_lib.paths import atomic_write_text
+from synthex_lib.core.errors import DataError
+from synthex_lib.core.paths import atomic_write_text
 
 SLICER_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
                  "Schema/markups-schema-v1.0.3.json#")
@@ -35,7 +36,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def write_volume(path: str | os.PathLike[str], array: np.ndarray, spacing: tuple[float, float, float],
                  origin: tuple[float, float, float]) -> None:
     """Write a ``[z, y, x]`` array as NIfTI (LPS-aligned axes), atomically."""
-    import SimpleITK as sitk
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,6 @@ def write_volume(path: str | os.PathLike[str], array: np.ndarray, spacing: tuple
 def read_volume(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...], tuple[float, ...]]:
     """Read a NIfTI volume: (array ``[z, y, x]``, spacing (x, y, z), origin LPS). Volumes whose
     direction is not LPS-aligned identity raise :class:`DataError`."""
-    import SimpleITK as sitk
 
     path = Path(path)
     if not path.exists():

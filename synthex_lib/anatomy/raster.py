@@ -22,8 +22,8 @@ from scipy import ndimage
 
 from synthex_lib.anatomy.sdf import SDF
 from synthex_lib.anatomy.tissues import Tissue, tissue_tables
-from synthex_lib.errors import ConfigError, require_positive
-from synthex_lib.geometry import seeded_rng
+from synthex_lib.core.errors import ConfigError, require_positive
+from synthex_lib.core.seeding import seeded_rng
 
 #: block edge (voxels) of the coarse classification
 BLOCK = 8
@@ -87,7 +87,7 @@ class Raster:
 
     Attributes:
         hu: true HU, float32 ``[z, y, x]`` (noise-free, no scanner blur; metals at their true HU).
-        labels: uint8 label ids (hip: :data:`synthex_lib.constants.HIP_LABELS`; tool: 1 on the tool).
+        labels: uint8 label ids (hip: :data:`synthex_lib.core.constants.HIP_LABELS`; tool: 1 on the tool).
         materials: uint8 material classes (:class:`synthex_lib.anatomy.tissues.Material`).
         tissues: uint8 fine tissue classes (:class:`synthex_lib.anatomy.tissues.Tissue`).
         origin: LPS mm of voxel [0, 0, 0]; spacing: (x, y, z) mm.

@@ -374,7 +374,7 @@ class Shell(SDF):
 class Transform(SDF):
     """A child defined in a local frame placed by ``x_parent = R @ x_local + t`` (R orthogonal)."""
 
-    def __init__(self, child: SDF, R: np.ndarray, t: Sequence[float]) -> None:  # noqa: N803
+    def __init__(self, child: SDF, R: np.ndarray, t: Sequence[float]) -> None:
         self.child, self.R, self.t = child, np.asarray(R, dtype=np.float64), _vec(t)
         corners = _corners(child.lo, child.hi)
         pc = corners @ self.R.T + self.t

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from synthex_lib.errors import DataError
+from synthex_lib.core.errors import DataError
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Specimen:
     Attributes:
         kind: ``"hip"``, ``"chest"`` or ``"tool"`` (a tool configuration inside a hip).
         ct_hu: CT in Hounsfield units, float32 ``[z, y, x]``.
-        labels: label volume, uint8 ``[z, y, x]`` (hip: ids of :data:`synthex_lib.constants.HIP_LABELS`).
+        labels: label volume, uint8 ``[z, y, x]`` (hip: ids of :data:`synthex_lib.core.constants.HIP_LABELS`).
         spacing: voxel size (x, y, z) in mm.
         origin: LPS mm of voxel ``[0, 0, 0]``.
         landmarks: name -> LPS mm, shape (3,).

@@ -7,28 +7,19 @@ from typing import Any
 import numpy as np
 
 from synthex_lib import __version__
+from synthex_lib.anatomy.chest import ChestAnatomy, ChestParams, sample_chest_params
 from synthex_lib.anatomy.ctscan import ScanParams, sample_scan_params, scan
+from synthex_lib.anatomy.hip import HipAnatomy, HipParams, sample_hip_params
 from synthex_lib.anatomy.raster import Anatomy
 from synthex_lib.anatomy.specimen import Specimen
-from synthex_lib.errors import ConfigError
-from synthex_lib.experiments.profiles import Profile, get_profile
-
-
-def _source_digest() -> str:
-    """Digest of the generator's source files: any change of a shape, HU or scan model changes it."""
-    import hashlib
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for name in ("sdf.py", "raster.py", "tissues.py", "ctscan.py", "hip.py", "chest.py", "tool.py", "specimens.py"):
-        h.update((here / name).read_bytes().replace(b"\r\n", b"\n"))
-    return h.hexdigest()[:10]
-
+from synthex_lib.anatomy.tool import ToolParams, ToolSceneAnatomy
+from synthex_lib.core.config import Profile, get_profile
+from synthex_lib.core.errors import ConfigError
+from synthex_lib.core.hashing import code_digest
 
 #: version of the specimen generator (release + digest of its source): cached cohorts made by
 #: another version are regenerated
-GENERATOR_VERSION = f"lab-1.0+{_source_digest()}"
+GENERATOR_VERSION = f"lab-1.0+{code_digest('synthex_lib.anatomy.cohorts')[:10]}"
 
 KINDS = ("hip", "chest")
 
@@ -45,12 +36,8 @@ def build_anatomy(kind: str, seed: int, cohort: str | None = None, index: int = 
     """The continuous anatomy of specimen ``index`` of ``cohort`` (default: the kind) for ``seed``."""
     keys = _keys(seed, cohort or kind, index)
     if kind == "hip":
-        from synthex_lib.anatomy.hip import HipAnatomy, sample_hip_params
-
         return HipAnatomy(sample_hip_params(*keys))
     if kind == "chest":
-        from synthex_lib.anatomy.chest import ChestAnatomy, sample_chest_params
-
         return ChestAnatomy(sample_chest_params(*keys))
     raise ConfigError(f"unknown specimen kind {kind!r}: choose one of {', '.join(KINDS)} (or use make_tool_scene)")
 
@@ -66,7 +53,7 @@ def specimen_from_anatomy(anatomy: Anatomy, profile: str | Profile, specimen_id:
                           meta: dict[str, Any] | None = None) -> Specimen:
     """Scan ``anatomy`` with the profile's CT spacing and wrap it as a :class:`Specimen`."""
     prof = get_profile(profile)
-    sp = prof.ct_spacing_mm
+    sp = prof.lab.ct_spacing_mm
     params = scan_params_for(anatomy, prof)
     ct, lab, les, grid = scan(anatomy, sp, params)
     m = {"generator_version": GENERATOR_VERSION, "synthex_version": __version__, "profile": prof.name,
@@ -105,25 +92,12 @@ def anatomy_from_dict(d: dict[str, Any] | None) -> Anatomy | None:
     """Rebuild an anatomy from :func:`anatomy_to_dict`'s output."""
     if d is None:
         return None
-    from synthex_lib.anatomy.hip import HipAnatomy, HipParams
 
     kind = d.get("kind")
     if kind == "hip":
         return HipAnatomy(HipParams.from_dict(d["params"]))
     if kind == "chest":
-        from synthex_lib.anatomy.chest import ChestAnatomy, ChestParams
-
         return ChestAnatomy(ChestParams.from_dict(d["params"]))
     if kind == "tool":
-        from synthex_lib.anatomy.tool import ToolParams, ToolSceneAnatomy
-
         return ToolSceneAnatomy(HipAnatomy(HipParams.from_dict(d["host"])), ToolParams(**d["params"]))
     raise ConfigError(f"unknown anatomy kind {kind!r} in stored parameters")
-
-
-def make_tool_scene(seed: int, profile: str | Profile, *, index: int = 0, cohort: str = "tool") -> Specimen:
-    """A continuum-manipulator scene: a hip specimen's CT with the nitinol tool (and sometimes an
-    unlabelled drill or other metal) inserted; labels = 1 on the tool body, landmarks ``base``/``tip``."""
-    from synthex_lib.anatomy.tool import make_tool_scene as _make
-
-    return _make(seed, profile, index=index, cohort=cohort)

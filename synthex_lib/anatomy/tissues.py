@@ -18,7 +18,7 @@ id  material          tissues
 ==  ================  =============================================================
 
 True HU of the metals are computed from their composition with xraydb at the 70 keV effective
-energy of :data:`synthex_lib.constants.MU_WATER_PER_MM` (nitinol about 2.6e4 HU): CT scanners
+energy of :data:`synthex_lib.core.constants.MU_WATER_PER_MM` (nitinol about 2.6e4 HU): CT scanners
 clip them at 3071 HU, the anatomy keeps the true value.
 """
 
@@ -28,6 +28,7 @@ from enum import IntEnum
 from functools import cache
 
 import numpy as np
+import xraydb
 
 
 class Material(IntEnum):
@@ -165,7 +166,6 @@ STEEL_HU = 32257.0
 @cache
 def metal_hu(formula: str, density_g_cm3: float, kev: float = EFFECTIVE_KEV) -> float:
     """True HU of a material from its linear attenuation (xraydb) relative to water at ``kev``."""
-    import xraydb
 
     mu = xraydb.material_mu(formula, kev * 1000.0, density=density_g_cm3)
     mu_w = xraydb.material_mu("H2O", kev * 1000.0, density=1.0)

@@ -16,7 +16,6 @@ N(0, 10 mm) offsets) are drawn by :class:`synthex_lib.geometry.ToolPoseSampler` 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,8 @@ from synthex_lib.anatomy.sdf import (
     unit,
 )
 from synthex_lib.anatomy.tissues import Tissue
-from synthex_lib.geometry import rot_x, rot_y, seeded_rng
+from synthex_lib.core.seeding import seeded_rng
+from synthex_lib.geometry import rot_x, rot_y
 
 #: CM design (mm): outer/inner diameter, length, number of notches, notch width and depth
 CM_OUTER_D, CM_INNER_D, CM_LENGTH, CM_NOTCHES = 6.0, 4.5, 35.0, 27
@@ -91,7 +91,7 @@ def cm_kinematics(joint_deg: list[float] | np.ndarray, base: np.ndarray, frame: 
     origins, and the centreline points from base to tip (28 segments of equal length)."""
     n_seg = len(joint_deg) + 1
     pitch = CM_LENGTH / n_seg
-    R, t = np.asarray(frame, np.float64), np.asarray(base, np.float64)  # noqa: N806
+    R, t = np.asarray(frame, np.float64), np.asarray(base, np.float64)
     rots, origins, pts = [], [], [t.copy()]
     for i in range(n_seg):
         rots.append(R.copy())
@@ -99,7 +99,7 @@ def cm_kinematics(joint_deg: list[float] | np.ndarray, base: np.ndarray, frame: 
         t = t + R @ np.array([0.0, 0.0, pitch])
         pts.append(t.copy())
         if i < len(joint_deg):
-            R = R @ rot_y(joint_deg[i])  # noqa: N806
+            R = R @ rot_y(joint_deg[i])
     return rots, origins, np.array(pts)
 
 
@@ -109,7 +109,7 @@ def cm_sdf(joint_deg: list[float] | np.ndarray, base: np.ndarray, frame: np.ndar
     pitch = CM_LENGTH / len(rots)
     ro, ri = CM_OUTER_D / 2, CM_INNER_D / 2
     segs, env = [], []
-    for i, (R, t) in enumerate(zip(rots, origins, strict=True)):  # noqa: N806
+    for i, (R, t) in enumerate(zip(rots, origins, strict=True)):
         tube = EllipticCylinder([0, 0, pitch / 2], ro, ro, pitch / 2 + 0.02)
         cuts: list[SDF] = [EllipticCylinder([0, 0, pitch / 2], ri, ri, pitch / 2 + 0.5)]
         if i < len(rots) - 1:
@@ -151,7 +151,7 @@ class ToolSceneAnatomy(Anatomy):
             return self._cache["placement"]
         p = self.params
         sk = self.host._skeleton()
-        _, _, R_w, t_w, ax = sk[f"femur-{p.side}"]  # noqa: N806
+        _, _, R_w, t_w, ax = sk[f"femur-{p.side}"]
         v = unit(-ax["J"])  # neck axis towards the head (femur frame)
         axis = R_w @ v
         fr = frame_from_z(axis)
@@ -223,41 +223,3 @@ class ToolSceneAnatomy(Anatomy):
             his.append(part.sdf.hi)
         lo, hi = self.bounds
         return (np.maximum(np.min(los, 0) - margin, lo), np.minimum(np.max(his, 0) + margin, hi))
-
-
-@lru_cache(maxsize=2)
-def _host(seed: int, index: int, profile_name: str):
-    """The host hip: the ``scale`` cohort's member from disk when generated, else made."""
-    from synthex_lib.anatomy.cohorts import find_on_disk
-    from synthex_lib.anatomy.specimens import make_specimen
-
-    found = find_on_disk("scale", profile_name, index, seed)
-    if found is not None:
-        return found
-    return make_specimen("hip", seed, profile_name, cohort="scale", index=index, specimen_id=f"scale-{index:02d}")
-
-
-def make_tool_scene(seed: int, profile: Any, *, index: int = 0, cohort: str = "tool"):
-    """A CM scene (see the module docstring): a :class:`Specimen` of kind ``"tool"``."""
-    from synthex_lib.anatomy.ctscan import ct_grid, rescan_region
-    from synthex_lib.anatomy.specimen import Specimen
-    from synthex_lib.anatomy.specimens import GENERATOR_VERSION, _keys, scan_params_for
-    from synthex_lib.experiments.profiles import get_profile
-
-    prof = get_profile(profile)
-    keys = _keys(seed, cohort, index)
-    params = sample_tool_params(prof.scale_specimens, *keys)
-    host = _host(int(seed), params.host_index, prof.name)
-    scene = ToolSceneAnatomy(host.anatomy, params)
-    scan = scan_params_for(host.anatomy, prof)
-    grid = ct_grid(host.anatomy, prof.ct_spacing_mm)
-    lo, hi = scene.tool_box()
-    ct, lab_box, sl = rescan_region(scene, grid, scan, host.ct_hu, lo, hi)
-    labels = np.zeros(grid.shape, np.uint8)
-    labels[sl] = lab_box
-    meta = {"generator_version": GENERATOR_VERSION, "profile": prof.name, "seed": int(seed), "cohort": cohort,
-            "index": int(index), "kind": "tool", "host": host.specimen_id,
-            "host_seed_keys": list(host.anatomy.seed_keys), "tool": params.to_dict(), "scan": scan.to_dict(),
-            "center": scene.center.tolist()}
-    return Specimen(kind="tool", ct_hu=ct, labels=labels, spacing=grid.spacing, origin=grid.origin,
-                    landmarks=scene.landmarks(), specimen_id=f"{cohort}-{index:03d}", anatomy=scene, meta=meta)

@@ -29,6 +29,10 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
+
+from synthex_lib.figures.phantom import disc_phantom, stack_samples
+from synthex_lib.randomization import DomainRandomization
 
 SIZE = 360
 BATCH = 32
@@ -36,8 +40,8 @@ BATCH = 32
 
 def _albumentations_pipelines(crop: int) -> dict[str, Any]:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import albumentations as A  # noqa: N812
-    import cv2
+    import albumentations as A  # optional peer (bench extra)
+    import cv2  # optional: installed with albumentations
 
     cv2.setNumThreads(1)
 
@@ -97,7 +101,6 @@ def _albumentations_pipelines(crop: int) -> dict[str, Any]:
 
 def _time_ours(dr: Any, batch: dict[str, Any], n_batches: int, start: int) -> tuple[float, float]:
     """(wall, CPU) ms per sample."""
-    import torch
 
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n_batches):
@@ -120,10 +123,7 @@ def time_presets(presets: tuple[str, ...] = ("regular", "strong"), size: int = S
                  batches: int = 2, seed: int = 0) -> dict[str, float]:
     """Our pipeline only: ms per sample (process CPU time, one torch thread) of each preset on
     ``batches`` batches of the disc phantom (no albumentations needed)."""
-    import torch
 
-    from synthex_lib.randomization import DomainRandomization
-    from synthex_lib.randomization.phantom import disc_phantom, stack_samples
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -144,10 +144,7 @@ def time_presets(presets: tuple[str, ...] = ("regular", "strong"), size: int = S
 
 def run(repeats: int = 5, n_batches: int = 4) -> dict[str, Any]:
     """Interleaved timing of ours and albumentations; returns the figures (ms per sample)."""
-    import torch
 
-    from synthex_lib.randomization import DomainRandomization
-    from synthex_lib.randomization.phantom import disc_phantom, stack_samples
 
     torch.set_num_threads(1)
     sample = disc_phantom(SIZE)
@@ -206,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        import albumentations  # noqa: F401
+        import albumentations  # optional peer (bench extra): is it installed?  # noqa: F401
     except ImportError:
         print("albumentations is missing: install the bench extra "
               "(.venv/bin/pip install -c constraints.txt albumentations==2.0.8)", file=sys.stderr)

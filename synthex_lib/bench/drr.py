@@ -31,6 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthex_lib import geometry
+from synthex_lib.anatomy import make_specimen
+from synthex_lib.core.config import get_profile
+from synthex_lib.simulate.physics.density import water_fraction
+from synthex_lib.simulate.registry import get_projector
+from synthex_lib.simulate.volume_io import Volume
+
 MIN_VOXELS = 256**3
 DETECTOR_PX = 256
 DETECTOR_PIXEL_MM = 1.6  #: pitch of the 256 px benchmark detector (1024 x 0.4 mm / 256: a CIOS-sized field)
@@ -76,21 +83,17 @@ def synthetic_hip_ct(n: int = 256, spacing_mm: float = 1.25) -> tuple[np.ndarray
 def benchmark_ct() -> tuple[Any, str]:
     """The benchmark CT: a lab hip specimen of at least 256^3 voxels if the anatomy generator is available,
     else :func:`synthetic_hip_ct`. Returns (volume, description)."""
-    from synthex_lib.simulate.volume_io import Volume
 
     try:
-        from synthex_lib.anatomy import make_specimen  # type: ignore[attr-defined]
-        from synthex_lib.experiments.profiles import get_profile
-
         profile = get_profile("full")
         spec = make_specimen("hip", 0, profile)
-        spacing = profile.ct_spacing_mm
+        spacing = profile.lab.ct_spacing_mm
         while spec.ct_hu.size < MIN_VOXELS and spacing > 0.4:
             spacing *= (spec.ct_hu.size / MIN_VOXELS) ** (1 / 3) * 0.97
             spec = make_specimen("hip", 0, get_profile("full", ct_spacing_mm=round(spacing, 3)))
         if spec.ct_hu.size >= MIN_VOXELS:
             return spec, f"lab hip specimen 0 ({'x'.join(map(str, spec.ct_hu.shape))} voxels, {spec.spacing[0]:.3g} mm)"
-    except Exception as exc:  # noqa: BLE001 - any failure of the optional generator falls back to the phantom
+    except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     else:
         reason = "lab specimen smaller than 256^3"
@@ -102,9 +105,7 @@ def benchmark_ct() -> tuple[Any, str]:
 def _diffdrr_setup(volume: Any, pose_c2w: np.ndarray):
     """DiffDRR module rendering ``volume``'s water fraction in our LPS frame, plus the P of its rays."""
     from diffdrr.drr import DRR  # only drr/data: diffdrr.metrics needs a torchvision that fails beside CPU torch
-    from torchio import ScalarImage, Subject
-
-    from synthex_lib.simulate.physics.density import water_fraction
+    from torchio import ScalarImage, Subject  # optional: installed with diffdrr
 
     hu = np.asarray(volume.ct_hu, np.float32)
     wf = water_fraction(hu)
@@ -117,16 +118,16 @@ def _diffdrr_setup(volume: Any, pose_c2w: np.ndarray):
     subject = Subject(volume=image, mask=None, orientation=None, reorient=torch.eye(4), density=image,
                       fiducials=None)
     drr = DRR(subject, sdd=SDD_MM, height=DETECTOR_PX, delx=DETECTOR_PIXEL_MM, renderer="trilinear")
-    from diffdrr.pose import RigidTransform
+    from diffdrr.pose import RigidTransform  # optional peer (bench extra)
 
     pose = RigidTransform(torch.as_tensor(pose_c2w, dtype=torch.float32)[None])
     with torch.no_grad():
         source, target = drr.detector(pose, None)
-    P = p_from_source_and_targets(source[0].double().numpy(), target[0].double().numpy(), DETECTOR_PX, DETECTOR_PX)  # noqa: N806
+    P = p_from_source_and_targets(source[0].double().numpy(), target[0].double().numpy(), DETECTOR_PX, DETECTOR_PX)
     return drr, pose, P
 
 
-def p_from_source_and_targets(source: np.ndarray, targets: np.ndarray, W: int, H: int) -> np.ndarray:  # noqa: N803
+def p_from_source_and_targets(source: np.ndarray, targets: np.ndarray, W: int, H: int) -> np.ndarray:
     """The 3x4 P of a pinhole whose pixel ``n`` (row ``n // W``, col ``n % W``) looks from ``source`` through
     ``targets[n]``: the detector points are fitted as ``t00 + col a + row b`` and ``P = M^-1 [I | -s]`` with
     ``M = [a, b, t00 - s]``."""
@@ -135,8 +136,8 @@ def p_from_source_and_targets(source: np.ndarray, targets: np.ndarray, W: int, H
     coef, *_ = np.linalg.lstsq(design, targets.reshape(-1, 3), rcond=None)
     t00, a, b = coef
     s = np.asarray(source, np.float64).reshape(3)
-    M = np.stack([a, b, t00 - s], 1)  # noqa: N806
-    Minv = np.linalg.inv(M)  # noqa: N806
+    M = np.stack([a, b, t00 - s], 1)
+    Minv = np.linalg.inv(M)
     return Minv @ np.concatenate([np.eye(3), -s[:, None]], 1)
 
 
@@ -153,8 +154,6 @@ def _median_time(fn, repeats: int) -> tuple[float, float]:
 
 def run(repeats: int = 3, diffdrr_repeats: int = 2) -> dict[str, Any]:
     """Run the benchmark; returns the figures (also printed by :func:`main`)."""
-    from synthex_lib import geometry
-    from synthex_lib.simulate import get_projector
 
     volume, ct_desc = benchmark_ct()
     centre = np.asarray(volume.origin) + (np.array(volume.ct_hu.shape[::-1]) - 1) / 2 * np.asarray(volume.spacing)
@@ -167,13 +166,13 @@ def run(repeats: int = 3, diffdrr_repeats: int = 2) -> dict[str, Any]:
                               "load_average_at_start": round(os.getloadavg()[0], 2)}
     try:
         t0 = time.perf_counter()
-        drr, dpose, P = _diffdrr_setup(volume, c2w)  # noqa: N806
+        drr, dpose, P = _diffdrr_setup(volume, c2w)
         result["diffdrr_setup_s"] = round(time.perf_counter() - t0, 3)
         have_diffdrr = True
     except ImportError as exc:
         result["diffdrr_error"] = f"diffdrr unavailable ({exc}); install the 'bench' extra"
         have_diffdrr = False
-        P = geometry.projection_matrix(geometry.Device("bench", DETECTOR_PX, DETECTOR_PX, DETECTOR_PIXEL_MM, SDD_MM),  # noqa: N806
+        P = geometry.projection_matrix(geometry.Device("bench", DETECTOR_PX, DETECTOR_PX, DETECTOR_PIXEL_MM, SDD_MM),
                                        pose)
     size = (DETECTOR_PX, DETECTOR_PX)
     naive = get_projector("naive")

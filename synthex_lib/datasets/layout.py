@@ -27,7 +27,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from synthex_lib.errors import DataError
+from synthex_lib.core.errors import DataError
 
 REQUIRED_KEYS = ("projs", "segs", "lands")
 
@@ -40,7 +40,7 @@ class SpecimenImages:
     segs: np.ndarray  # uint8 [N, H, W]
     lands: np.ndarray  # float32 [N, 2, L]
     visible: np.ndarray | None = None  # bool [N, L]
-    P: np.ndarray | None = None  # noqa: N815  float64 [N, 3, 4]
+    P: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,7 +115,7 @@ def read_group(path: str | os.PathLike[str], group: str, label_file: str | os.Pa
             segs = np.asarray(lab_g["segs"][sel]).astype(np.uint8)
             lands = np.asarray(lab_g["lands"][sel], dtype=np.float32)
             visible = np.asarray(lab_g["visible"][sel]).astype(bool) if "visible" in lab_g else None
-            P = np.asarray(g["P"][sel], dtype=np.float64) if "P" in g else None  # noqa: N806
+            P = np.asarray(g["P"][sel], dtype=np.float64) if "P" in g else None
             attrs = {k: _py(v) for k, v in g.attrs.items()}
         finally:
             if lab_f is not None:

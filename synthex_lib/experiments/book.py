@@ -13,7 +13,6 @@ profile: their stored outputs are the nbval reference outputs.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -23,13 +22,18 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import nbformat
+import papermill as pm
 import yaml
+from nbclient import NotebookClient
 
-from synthex_lib import paths
-from synthex_lib.errors import ConfigError, SynthexError
+from synthex_lib.anatomy import generate_cohort
+from synthex_lib.core import paths
+from synthex_lib.core.errors import ConfigError, SynthexError
+from synthex_lib.generate.engine import ensure_dataset
 
 
-class NotebookFailed(SynthexError):
+class NotebookFailedError(SynthexError):
     """A notebook raised during execution."""
 
 
@@ -65,8 +69,6 @@ def notebooks(root: Path) -> list[Path]:
 
 def prepare_data(profile: str, seed: int = 0, progress: bool = True) -> None:
     """Generate the lab cohorts and the controlled hip dataset once, before notebooks run in parallel."""
-    from synthex_lib.anatomy import generate_cohort
-    from synthex_lib.datasets.generate import ensure_dataset
 
     for cohort in ("lab", "scale", "chest", "tool"):
         generate_cohort(cohort, profile, seed=seed, progress=progress)
@@ -74,8 +76,6 @@ def prepare_data(profile: str, seed: int = 0, progress: bool = True) -> None:
 
 
 def _execute_one(nb: str, out: str, parameters: dict[str, Any], cwd: str) -> tuple[str, float, str | None]:
-    import papermill as pm
-
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(nb, out, parameters=parameters, kernel_name="python3", cwd=cwd, progress_bar=False,
@@ -89,7 +89,8 @@ def _execute_one(nb: str, out: str, parameters: dict[str, Any], cwd: str) -> tup
 
 def execute_notebooks(profile: str, jobs: int = 1, seed: int | None = None, dataset: str | None = None,
                       only: list[str] | None = None) -> Path:
-    """Papermill-execute the book's notebooks into ``_build/src``; raises NotebookFailed naming the first failure."""
+    """Papermill-execute the book's notebooks into ``_build/src``; raises NotebookFailedError naming the first
+    failure."""
     root = repo_root()
     src = root / "_build" / "src"
     params: dict[str, Any] = {"profile": profile}
@@ -120,7 +121,7 @@ def execute_notebooks(profile: str, jobs: int = 1, seed: int | None = None, data
     if env_threads is None:
         os.environ.pop("OMP_NUM_THREADS", None)
     if failures:
-        raise NotebookFailed("notebook execution failed: " + "; ".join(failures))
+        raise NotebookFailedError("notebook execution failed: " + "; ".join(failures))
     return src
 
 
@@ -162,8 +163,6 @@ def build_html(src: Path, strict: bool = False) -> Path:
 
 def refresh_references(only: list[str] | None = None) -> None:
     """Execute the committed notebooks in place at their default (smoke) parameters: nbval's references."""
-    import nbformat
-    from nbclient import NotebookClient
 
     root = repo_root()
     for nb_path in notebooks(root):
@@ -177,53 +176,3 @@ def refresh_references(only: list[str] | None = None) -> None:
             cell.metadata.pop("execution", None)
         nbformat.write(nb, nb_path)
         print(f"[synthex book] refreshed {nb_path.relative_to(root)} ({time.perf_counter() - t0:.0f} s)", flush=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
-    only = [s.strip() for s in args.notebooks.split(",")] if args.notebooks else None
-    if args.refresh_references:
-        prepare_data("smoke", progress=not args.quiet)
-        refresh_references(only)
-        return 0
-    from synthex_lib.experiments.profiles import get_profile
-
-    profile = get_profile(args.profile).name
-    if args.check:
-        src = paths.project_root() / "_build" / "src-check"  # type: ignore[operator]
-        shutil.rmtree(src, ignore_errors=True)
-        assemble_sources(src, use_committed=True)
-        index = build_html(src)
-        print(f"[synthex book] book build check ok: {index}")
-        return 0
-    if not args.skip_data:
-        prepare_data(profile, seed=args.seed or 0, progress=not args.quiet)
-    src = execute_notebooks(profile, jobs=args.jobs, seed=args.seed, dataset=args.dataset, only=only)
-    assemble_sources(src)
-    if not args.no_html:
-        index = build_html(src)
-        print(f"[synthex book] {index} ({time.perf_counter() - t0:.0f} s)")
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "book", help="execute the notebooks with papermill and render the Jupyter Book",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  synthex book --profile quick --jobs 2\n  synthex book --profile smoke "
-               "--notebooks 04_training --no-html\n  synthex book --refresh-references   # regenerate nbval outputs\n"
-               "  synthex book --check                # render the committed notebooks (no execution)",
-    )
-    p.add_argument("--profile", default="quick", help="profile injected into every notebook (default: quick)")
-    p.add_argument("--jobs", type=int, default=1, help="notebooks executed in parallel (default: 1)")
-    p.add_argument("--seed", type=int, default=None, help="seed injected into every notebook")
-    p.add_argument("--dataset", default=None, help="dataset injected into every notebook (lab, deepfluoro, ...)")
-    p.add_argument("--notebooks", default=None, help="comma-separated notebook names to execute (default: all)")
-    p.add_argument("--no-html", action="store_true", help="execute only; do not run jupyter-book")
-    p.add_argument("--skip-data", action="store_true", help="do not generate the lab data first")
-    p.add_argument("--refresh-references", action="store_true",
-                   help="execute the committed notebooks in place at smoke (nbval reference outputs)")
-    p.add_argument("--check", action="store_true", help="render the committed notebooks without executing them")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
-    return p

@@ -16,34 +16,45 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from synthex_lib import paths
+from synthex_lib.core import paths
+from synthex_lib.core.config import Profile, get_profile
+from synthex_lib.core.errors import ConfigError
+from synthex_lib.core.hashing import code_digest
 from synthex_lib.datasets.layout import list_groups, read_file_attrs
 from synthex_lib.datasets.torch_dataset import ImageDataset
-from synthex_lib.errors import ConfigError
 from synthex_lib.experiments import results
-from synthex_lib.experiments.profiles import Profile, get_profile
-from synthex_lib.stats import format_mean_std, summarize
+from synthex_lib.experiments.paper_numbers import paper_hip_table
+from synthex_lib.generate.cache import dataset_key
+from synthex_lib.generate.engine import ensure_dataset
+from synthex_lib.learning.evaluation import evaluate_hip, summarize_hip
+from synthex_lib.learning.stats import format_mean_std, one_tailed_ttest, summarize
+from synthex_lib.learning.training import load_trained_model, train_multitask
 
 KIND = "hip-controlled"
 DOMAINS = ("real", "realistic", "heuristic", "naive")
 PRESETS = ("none", "regular", "strong", "official-regular", "official-strong")
 
 
+#: the modules whose code (with everything they import) decides a run's result
+RUN_CODE_ROOTS = ("synthex_lib.learning.training", "synthex_lib.learning.evaluation", "synthex_lib.experiments.hip")
+
+
 def run_parameters(profile: Profile, seed: int, dataset: str, train_domain: str, dr_preset: str | dict,
-                   test_group: str, threshold: float) -> dict[str, Any]:
+                   test_group: str, threshold: float, data_path: str | None = None) -> dict[str, Any]:
+    """Everything a run's result depends on, hashed into its id by :func:`results.run_id`: the study
+    design, every training field, the key of its dataset and the digest of the training and evaluation code."""
+    source_options = {"path": str(data_path)} if data_path else {}
     return {
         "profile": profile.name, "seed": int(seed), "dataset": dataset, "task": "hip-controlled",
         "train_domain": train_domain, "test_domain": "real", "dr_preset": dr_preset, "test_group": test_group,
-        "threshold": float(threshold), "image_size": profile.image_size, "epochs": profile.epochs,
-        "batch_size": profile.batch_size, "optimizer": profile.optimizer, "lr": profile.lr,
-        "max_iterations": profile.max_iterations,
-        "unet_channels": list(profile.unet_channels),
+        "threshold": float(threshold), "train": profile.train.to_dict(),
+        "dataset_key": dataset_key("hip-controlled", profile, seed, dataset, source_options),
+        "code": code_digest(*RUN_CODE_ROOTS),
     }
 
 
 def controlled_dir(profile: Profile, seed: int, dataset: str, data_path: str | None = None) -> Path:
     """The folder with real.h5, realistic.h5, heuristic.h5 and naive.h5 (generated if missing)."""
-    from synthex_lib.datasets.generate import ensure_dataset
 
     kwargs = {"path": data_path} if data_path else {}
     return Path(ensure_dataset("hip-controlled", profile, seed=seed, dataset=dataset, **kwargs))
@@ -61,7 +72,7 @@ def run_hip_experiment(profile: str | Profile = "smoke", *, seed: int = 0, datas
     profile = get_profile(profile)
     if train_domain not in DOMAINS:
         raise ConfigError(f"unknown train_domain {train_domain!r}: choose one of {', '.join(DOMAINS)}")
-    params = run_parameters(profile, seed, dataset, train_domain, dr_preset, test_group, threshold)
+    params = run_parameters(profile, seed, dataset, train_domain, dr_preset, test_group, threshold, data_path)
     ckpt = paths.results_dir(profile.name) / "checkpoints" / f"{results.run_id(KIND, params)}.pt"
     existing = None if force else results.find_record(profile.name, KIND, params)
     if existing is not None and not (return_model and not ckpt.exists()):
@@ -70,7 +81,6 @@ def run_hip_experiment(profile: str | Profile = "smoke", *, seed: int = 0, datas
         return existing
     if force and ckpt.exists():
         ckpt.unlink()
-    from synthex_lib.training import evaluate_hip, summarize_hip, train_multitask
 
     started = results.now_iso()
     folder = controlled_dir(profile, seed, dataset, data_path)
@@ -78,12 +88,12 @@ def run_hip_experiment(profile: str | Profile = "smoke", *, seed: int = 0, datas
     if test_group not in groups:
         raise ConfigError(f"test_group {test_group!r} is not in {folder / 'real.h5'}: choose one of {groups}")
     train_groups = [g for g in groups if g != test_group]
-    train_ds = ImageDataset(folder / f"{train_domain}.h5", train_groups, image_size=profile.image_size)
-    test_ds = ImageDataset(folder / "real.h5", [test_group], image_size=profile.image_size)
+    train_ds = ImageDataset(folder / f"{train_domain}.h5", train_groups, image_size=profile.train.image_size)
+    test_ds = ImageDataset(folder / "real.h5", [test_group], image_size=profile.train.image_size)
     pixel_mm = float(read_file_attrs(folder / "real.h5")["pixel_mm"]) * test_ds.scale
     model, state = train_multitask(train_ds, profile, seed=seed, dr_preset=dr_preset, checkpoint=ckpt,
                                    progress=progress)
-    ev = evaluate_hip(model, test_ds, profile.heatmap_sigma_px, pixel_mm, threshold)
+    ev = evaluate_hip(model, test_ds, profile.train.heatmap_sigma_px, pixel_mm, threshold)
     metrics = summarize_hip(ev) | {"pixel_mm": pixel_mm, "train_images": len(train_ds),
                                    "final_loss": state.history[-1]["loss"] if state.history else float("nan")}
     per_image = {k: np.asarray(ev[k]).tolist() for k in ("dice", "distance_mm", "error_mm", "confidence", "visible")}
@@ -97,12 +107,11 @@ def run_hip_experiment(profile: str | Profile = "smoke", *, seed: int = 0, datas
 
 def _attach_model(rec: dict[str, Any], profile: Profile, ckpt: Path, seed: int, dataset: str, test_group: str,
                   threshold: float, data_path: str | None) -> dict[str, Any]:
-    from synthex_lib.training import evaluate_hip, load_trained_model
 
     model = load_trained_model(ckpt, profile)
     folder = controlled_dir(profile, seed, dataset, data_path)
-    test_ds = ImageDataset(folder / "real.h5", [test_group], image_size=profile.image_size)
-    ev = evaluate_hip(model, test_ds, profile.heatmap_sigma_px, rec["metrics"]["pixel_mm"], threshold)
+    test_ds = ImageDataset(folder / "real.h5", [test_group], image_size=profile.train.image_size)
+    ev = evaluate_hip(model, test_ds, profile.train.heatmap_sigma_px, rec["metrics"]["pixel_mm"], threshold)
     return dict(rec, model=model, evaluation=ev, test_dataset=test_ds)
 
 
@@ -152,7 +161,6 @@ def table1(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def compare_with_paper(ours: pd.DataFrame, profile: str, dataset: str) -> pd.DataFrame:
     """Ours beside the paper's preprint Tables 4/5 (360 px), one row per (domain, preset)."""
-    from synthex_lib.experiments.paper_numbers import paper_hip_table
 
     paper = paper_hip_table("preprint")
     merged = ours.merge(paper, on=["train_domain", "dr_preset"], how="left", suffixes=("", "_paper"))
@@ -184,7 +192,6 @@ def check_claims(records: list[dict[str, Any]], preset: str = "strong") -> pd.Da
     Returns one row per claim: what the paper found, what we measured, the P value, and whether
     the claim held here (at P < 0.05 for "better", or no significant difference for "on par").
     """
-    from synthex_lib.stats import one_tailed_ttest
 
     rows = []
 

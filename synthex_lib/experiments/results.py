@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-from synthex_lib import __version__, paths
-from synthex_lib.errors import DataError
+from synthex_lib import __version__
+from synthex_lib.core import paths
+from synthex_lib.core.errors import DataError
 
 
 def run_id(kind: str, parameters: dict[str, Any]) -> str:
@@ -46,7 +48,6 @@ def now_iso() -> str:
 
 def make_record(kind: str, parameters: dict[str, Any], metrics: dict[str, Any], *, started: str,
                 per_image: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    import torch
 
     rec = {
         "run_id": run_id(kind, parameters),

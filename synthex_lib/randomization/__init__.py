@@ -8,7 +8,7 @@ see :mod:`synthex_lib.randomization.presets` for how they differ. Any preset is 
 (``to_config`` / ``from_config``).
 """
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.randomization.pipeline import DomainRandomization
 from synthex_lib.randomization.presets import PRESET_DOCS, preset_config, preset_names
 from synthex_lib.randomization.registry import EFFECTS, effect_class

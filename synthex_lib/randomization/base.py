@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 
 #: Smallest intensity range used as a divisor (a constant image keeps its value).
 TINY = 1e-12

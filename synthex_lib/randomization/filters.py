@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from kornia.filters import filter2d, filter2d_separable, gaussian_blur2d
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.randomization.base import Batch, Effect, Param, int_between, lerp, pick
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.randomization.base import (
     Batch,
     Effect,

@@ -16,7 +16,7 @@ Configuration (a dict, or the same as a YAML string)::
       blur: {p: 0.2, sigma: [0, 1]}
     base: strong                       # optional: start from a preset's steps instead of 'steps'
 
-Randomness: every sample owns the uniforms ``geometry.seeded_rng(seed, "domain-randomization",
+Randomness: every sample owns the uniforms ``seeded_rng(seed, "domain-randomization",
 index, epoch).random(K)``, K fixed by the configuration; each node reads its own slots of that
 row (gate, choices, parameters, field offsets). A sample's result therefore depends only on (seed,
 index, epoch) and the configuration, never on the batch it is in or on the number of DataLoader
@@ -30,14 +30,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
-from synthex_lib.errors import ConfigError, DataError
-from synthex_lib.geometry import seeded_rng
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.core.seeding import seeded_rng
 from synthex_lib.randomization.base import Batch, Effect
+from synthex_lib.randomization.presets import preset_config
 from synthex_lib.randomization.registry import EFFECTS, effect_class
 
 _EFFECT_KEYS = {"effect", "p", "name", "enabled"}
@@ -214,8 +217,6 @@ class DomainRandomization:
     def from_config(cls, config: dict[str, Any] | str, seed: int = 0) -> DomainRandomization:
         """Build from a dict or a YAML string (see the module docstring); raises :class:`ConfigError`."""
         if isinstance(config, str):
-            import yaml
-
             try:
                 config = yaml.safe_load(config)
             except yaml.YAMLError as e:
@@ -229,8 +230,6 @@ class DomainRandomization:
             raise ConfigError(f"domain randomization config: unknown key(s) {unknown}; "
                               "valid: name, steps, base, overrides, doc")
         if "base" in config:
-            from synthex_lib.randomization.presets import preset_config
-
             if "steps" in config:
                 raise ConfigError("domain randomization config: give either 'base' or 'steps', not both")
             base = preset_config(config["base"])
@@ -257,8 +256,6 @@ class DomainRandomization:
         if isinstance(spec, DomainRandomization):
             return spec
         if isinstance(spec, str) and spec.strip().lower().endswith((".yaml", ".yml", ".json")):
-            from pathlib import Path
-
             path = Path(spec.strip())
             if not path.is_file():
                 raise ConfigError(f"domain randomization config file {path} does not exist")
@@ -270,7 +267,6 @@ class DomainRandomization:
         """A named preset: ``none``, ``regular``, ``strong`` (paper text), ``official-regular``,
         ``official-strong`` (released code). ``reproduce_defects`` makes ``official-strong`` keep the
         released code's label misalignment (elastic step moves the image only) and 8-bit affine."""
-        from synthex_lib.randomization.presets import preset_config
 
         return cls.from_config(preset_config(name, reproduce_defects=reproduce_defects), seed=seed)
 
@@ -279,8 +275,6 @@ class DomainRandomization:
         return {"name": self.name, "steps": [s.to_config() for s in self.steps]}
 
     def to_yaml(self) -> str:
-        import yaml
-
         return yaml.safe_dump(self.to_config(), sort_keys=False)
 
     # -- introspection --------------------------------------------------------------------------

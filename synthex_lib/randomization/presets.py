@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 
 _AFFINE = {"rotate_deg": [-5.0, 5.0], "translate_px": [0.0, 20.0], "shear_deg": [-2.0, 2.0],
            "scale": [0.9, 1.1], "padding": "reflection"}
@@ -138,50 +138,11 @@ def preset_config(name: object, *, reproduce_defects: bool = False) -> dict[str,
     return {"name": label, "doc": PRESET_DOCS[name], "steps": steps}
 
 
-def _effect_steps(steps: list[dict[str, Any]], outer_p: float = 1.0) -> list[tuple[dict[str, Any], float]]:
+def effect_steps(steps: list[dict[str, Any]], outer_p: float = 1.0) -> list[tuple[dict[str, Any], float]]:
     out: list[tuple[dict[str, Any], float]] = []
     for st in steps:
         if "effect" in st:
             out.append((st, outer_p))
         else:
-            out += _effect_steps(st.get("some_of", st.get("sequence", [])), outer_p * st.get("p", 1.0))
+            out += effect_steps(st.get("some_of", st.get("sequence", [])), outer_p * st.get("p", 1.0))
     return out
-
-
-def preset_table(names: tuple[str, ...] = ("regular", "strong", "official-regular", "official-strong")) -> Any:
-    """pandas DataFrame: one row per effect, one column per preset, cells 'p=...; param=value; ...'
-    (the step's own probability; '-' where the preset lacks the effect)."""
-    import pandas as pd
-
-    table: dict[str, dict[str, str]] = {}
-    for name in names:
-        for st, _ in _effect_steps(preset_config(name)["steps"]):
-            params = "; ".join(f"{k}={v}" for k, v in st.items() if k not in ("effect", "name", "p"))
-            cell = f"p={st.get('p', 1.0):g}" + (f"; {params}" if params else "")
-            table.setdefault(st["effect"], {})[name] = cell
-    return pd.DataFrame(table).T.reindex(columns=list(names)).fillna("-")
-
-
-def firing_rates(names: tuple[str, ...] = ("regular", "strong", "official-regular", "official-strong"),
-                 n: int = 4000, seed: int = 0) -> Any:
-    """pandas DataFrame of how often (percent of samples) each effect fires under each preset,
-    measured on the pipeline's own draws for sample keys 0..n-1, plus the mean number of effects
-    per sample."""
-    import pandas as pd
-
-    from synthex_lib.randomization.pipeline import DomainRandomization
-
-    rates: dict[str, dict[str, float]] = {}
-    for name in names:
-        fired = DomainRandomization.from_preset(name, seed=seed).fired(range(n))
-        counts: dict[str, int] = {}
-        for f in fired:
-            for e in f:
-                counts[e] = counts.get(e, 0) + 1
-        rates[name] = {e: 100.0 * c / n for e, c in counts.items()}
-        rates[name]["effects per sample"] = sum(len(f) for f in fired) / n
-    from synthex_lib.randomization.registry import EFFECTS
-
-    df = pd.DataFrame(rates).reindex(columns=list(names)).fillna(0.0)
-    order = [e for e in EFFECTS if e in df.index] + [r for r in df.index if r not in EFFECTS]
-    return df.reindex(order)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.randomization.base import Effect
 from synthex_lib.randomization.filters import Blur, Pooling, SharpenEmboss
 from synthex_lib.randomization.intensity import (

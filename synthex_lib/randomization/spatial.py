@@ -22,7 +22,7 @@ import math
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from kornia.geometry.linalg import transform_points
 from kornia.geometry.transform import get_affine_matrix2d
 

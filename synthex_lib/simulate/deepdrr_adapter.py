@@ -26,8 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from scipy.linalg import rq
 
-from synthex_lib.errors import SynthexError
+from synthex_lib.core.errors import SynthexError
+from synthex_lib.simulate.projectors import NaiveProjector, _check_quantity, check_volume
+from synthex_lib.simulate.raymarch import _check_size, as_projection_batch
 
 
 class BackendUnavailableError(SynthexError):
@@ -41,35 +45,29 @@ def missing_requirements() -> str | None:
     if missing:
         return (f"the deepdrr projector needs the Python packages {', '.join(missing)} (install the 'gpu' extra: "
                 "pip install -c constraints.txt '.[gpu]') and an NVIDIA GPU with CUDA")
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except Exception:  # noqa: BLE001 - any failure means no usable CUDA
-        has_cuda = False
+    has_cuda = torch.cuda.is_available()
     if not has_cuda:
         try:
-            import cupy
+            import cupy  # optional: CUDA only, in the gpu extra
 
             has_cuda = cupy.cuda.runtime.getDeviceCount() > 0
-        except Exception:  # noqa: BLE001
+        except Exception:
             has_cuda = False
     if not has_cuda:
         return "the deepdrr projector needs an NVIDIA GPU with a working CUDA driver; none was found"
     return None
 
 
-def decompose_p(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: N803
+def decompose_p(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``P ~ K [R | t]`` with ``K[2, 2] = 1`` and ``det(R) = +1`` (P and -P are the same projective map)."""
-    from scipy.linalg import rq
 
-    P = np.asarray(P, np.float64)  # noqa: N806
+    P = np.asarray(P, np.float64)
     if np.linalg.det(P[:, :3]) < 0:
-        P = -P  # noqa: N806
-    K, R = rq(P[:, :3])  # noqa: N806
+        P = -P
+    K, R = rq(P[:, :3])
     # make K's diagonal positive (S S = I); then det(R) = det(M) / det(K) > 0, a proper rotation
     S = np.diag(np.sign(np.diag(K)))  # noqa: N806
-    K, R = K @ S, S @ R  # noqa: N806
+    K, R = K @ S, S @ R
     t = np.linalg.solve(K, P[:, 3])
     scale = K[2, 2]
     return K / scale, R, t
@@ -90,17 +88,15 @@ class DeepDRRProjector:
         if why is not None:
             raise BackendUnavailableError(why)
 
-    def render(self, volume: Any, P, size, quantity: str = "neglog", rng: np.random.Generator | None = None,  # noqa: N803
+    def render(self, volume: Any, P, size, quantity: str = "neglog", rng: np.random.Generator | None = None,
                device=None) -> np.ndarray:
-        import deepdrr
-        import killeengeo as kg
+        import deepdrr  # optional: GPL-3.0 back end in its own environment, CUDA only
+        import killeengeo as kg  # optional: installed with deepdrr
 
-        from synthex_lib.simulate.projectors import NaiveProjector, _check_quantity, check_volume
-        from synthex_lib.simulate.raymarch import _check_size, as_projection_batch
 
         _check_quantity(quantity)
-        W, H = _check_size(size)  # noqa: N806
-        Pb = as_projection_batch(P)  # noqa: N806
+        W, H = _check_size(size)
+        Pb = as_projection_batch(P)
         if quantity == "water-path-mm":  # geometry only: the shared engine at DeepDRR's step
             return NaiveProjector(step_mm=self.step_mm).render(volume, Pb, (W, H), quantity, device=device)
         hu, spacing, origin = check_volume(volume)
@@ -116,7 +112,7 @@ class DeepDRRProjector:
                                scatter_num=0) as projector:
             flat = _mean_energy_kev(projector, self.spectrum)
             for Pi in Pb:  # noqa: N806
-                K, R, t = decompose_p(Pi)  # noqa: N806
+                K, R, t = decompose_p(Pi)
                 cam = kg.CameraProjection(kg.CameraIntrinsicTransform(K, sensor_height=H, sensor_width=W),
                                           kg.FrameTransform.from_rt(R, t))
                 img = np.asarray(projector.project(cam), np.float32)
@@ -128,7 +124,7 @@ def _mean_energy_kev(projector: Any, name: str) -> float:
     """Mean photon energy (keV) of DeepDRR's spectrum: its flat-field signal per emitted photon."""
     spec = getattr(projector, "spectrum", None)
     if not (isinstance(spec, np.ndarray) and spec.ndim == 2 and spec.shape[1] == 2):
-        from deepdrr.projector import spectral_data
+        from deepdrr.projector import spectral_data  # optional: DeepDRR's spectra, CUDA only
 
         spec = np.asarray(spectral_data.spectrums[name])
     e_kev, w = spec[:, 0] / 1000.0, spec[:, 1]

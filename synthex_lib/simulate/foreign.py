@@ -29,8 +29,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import xraydb
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 
 #: name -> (xraydb formula, density g/cm^3)
 MATERIALS: dict[str, tuple[str, float]] = {
@@ -45,8 +46,6 @@ MATERIALS: dict[str, tuple[str, float]] = {
 
 @functools.lru_cache(maxsize=64)
 def _mu_rho(material: str, energies: tuple[float, ...]) -> np.ndarray:
-    import xraydb
-
     formula, density = MATERIALS[material]
     e_ev = np.asarray(energies, np.float64) * 1000.0
     return np.asarray(xraydb.material_mu(formula, e_ev, density=density), np.float64) / density
@@ -96,13 +95,13 @@ class ForeignScene:
 
 # --- ray geometry and chords ---------------------------------------------------------------------
 
-def pixel_rays(P: np.ndarray, size: tuple[int, int], supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+def pixel_rays(P: np.ndarray, size: tuple[int, int], supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Sources [B, 3] and unit directions [B, H*s, W*s, 3] of rays through a ``supersample`` x
     ``supersample`` grid of points in every pixel (sub-pixel centres), oriented from the source
     towards the scene (the side where the homogeneous depth has the sign of det(M))."""
-    P = np.asarray(P, np.float64)  # noqa: N806
+    P = np.asarray(P, np.float64)
     if P.ndim == 2:
-        P = P[None]  # noqa: N806
+        P = P[None]
     w, h = size
     s = int(supersample)
     offs = (np.arange(s) + 0.5) / s - 0.5
@@ -180,7 +179,7 @@ def _corners(o: Primitive) -> np.ndarray:
     return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
 
 
-def _window(o: Primitive, P: np.ndarray, shape: tuple[int, int], s: int) -> tuple[slice, slice] | None:  # noqa: N803
+def _window(o: Primitive, P: np.ndarray, shape: tuple[int, int], s: int) -> tuple[slice, slice] | None:
     """Sub-ray window (rows, cols) that can see the primitive, from its projected bounding box; the whole
     detector when the box reaches behind the source; None when it projects outside the detector."""
     h = np.concatenate([_corners(o), np.ones((8, 1))], axis=1) @ P.T
@@ -201,15 +200,15 @@ def _window(o: Primitive, P: np.ndarray, shape: tuple[int, int], s: int) -> tupl
     return slice(r0, r1), slice(c0, c1)
 
 
-def area_densities(objects: Sequence[Primitive], P: np.ndarray, size: tuple[int, int], supersample: int = 3  # noqa: N803
+def area_densities(objects: Sequence[Primitive], P: np.ndarray, size: tuple[int, int], supersample: int = 3
                    ) -> dict[str, np.ndarray]:
     """Per material, the area density (g/cm^2) along each sub-pixel ray: [B, H*s, W*s] arrays.
 
     Each primitive is evaluated only on the sub-rays of its projected bounding box (exact: the
     chord is zero elsewhere)."""
-    Pb = np.asarray(P, np.float64)  # noqa: N806
+    Pb = np.asarray(P, np.float64)
     if Pb.ndim == 2:
-        Pb = Pb[None]  # noqa: N806
+        Pb = Pb[None]
     src, dirs = pixel_rays(Pb, size, supersample)
     shape = dirs.shape[1:3]
     out: dict[str, np.ndarray] = {}
@@ -227,7 +226,7 @@ def area_densities(objects: Sequence[Primitive], P: np.ndarray, size: tuple[int,
     return out
 
 
-def transmission(objects: Sequence[Primitive], P: np.ndarray, size: tuple[int, int], energies_kev: np.ndarray,  # noqa: N803
+def transmission(objects: Sequence[Primitive], P: np.ndarray, size: tuple[int, int], energies_kev: np.ndarray,
                  supersample: int = 3) -> np.ndarray:
     """Pixel-averaged transmission [B, E, H, W] of the objects per energy bin (1 where there is none).
 
@@ -236,7 +235,7 @@ def transmission(objects: Sequence[Primitive], P: np.ndarray, size: tuple[int, i
     w, h = size
     s = int(supersample)
     e = np.asarray(energies_kev, np.float64)
-    P = np.asarray(P, np.float64)  # noqa: N806
+    P = np.asarray(P, np.float64)
     b = 1 if P.ndim == 2 else P.shape[0]
     if not objects:
         return np.ones((b, len(e), h, w))

@@ -32,19 +32,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import spekpy
 from scipy import fft as sfft
 from scipy import ndimage
 from scipy.special import erf
 
-from synthex_lib.errors import ConfigError, require_positive
-from synthex_lib.geometry import seeded_rng
+from synthex_lib.core.errors import ConfigError, require_positive
+from synthex_lib.core.seeding import seeded_rng
 
 # --- heel effect ---------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=32)
 def _spekpy_spectrum(kvp: float, anode_angle_deg: float, filtration: tuple[tuple[str, float], ...],
                      x_cm: float, z_cm: float) -> tuple[np.ndarray, np.ndarray]:
-    import spekpy
 
     s = spekpy.Spek(kvp=float(kvp), th=float(anode_angle_deg), x=float(x_cm), z=float(z_cm))
     for material, mm in filtration:

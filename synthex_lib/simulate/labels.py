@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from synthex_lib.errors import ConfigError, DataError, require_positive
+from synthex_lib.core.errors import ConfigError, DataError, require_positive
+from synthex_lib.simulate.raymarch import line_integrals
 
 #: default minimum projected path length (mm) for a pixel to belong to a structure
 DEFAULT_THRESHOLD_MM = 1.0
@@ -70,10 +71,10 @@ class ProjectedLabels:
         return self.path_mm[:, self.ids.index(label_id)] > self.threshold_mm
 
 
-def _as_batch_P(P: np.ndarray) -> np.ndarray:  # noqa: N802
-    P = np.asarray(P, dtype=np.float64)  # noqa: N806
+def _as_batch_P(P: np.ndarray) -> np.ndarray:
+    P = np.asarray(P, dtype=np.float64)
     if P.shape == (3, 4):
-        P = P[None]  # noqa: N806
+        P = P[None]
     if P.ndim != 3 or P.shape[1:] != (3, 4):
         raise ConfigError(f"parameter 'P' must be a 3x4 matrix or a [B, 3, 4] batch, got shape {P.shape}")
     if not np.isfinite(P).all():
@@ -90,7 +91,7 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def structure_path_lengths(volume: np.ndarray, spacing: Sequence[float], origin: Sequence[float], P: np.ndarray,  # noqa: N803
+def structure_path_lengths(volume: np.ndarray, spacing: Sequence[float], origin: Sequence[float], P: np.ndarray,
                            size: Sequence[int], ids: Sequence[int], step_mm: float | None,
                            device: str | torch.device | None = None) -> torch.Tensor:
     """Path length (mm) of every ray through every structure ``ids`` of a label ``volume``.
@@ -107,7 +108,6 @@ def structure_path_lengths(volume: np.ndarray, spacing: Sequence[float], origin:
     Returns:
         float32 torch tensor [B, K, H, W], mm.
     """
-    from synthex_lib.simulate.raymarch import line_integrals
 
     vol = np.asarray(volume)
     if vol.ndim != 3:
@@ -118,7 +118,7 @@ def structure_path_lengths(volume: np.ndarray, spacing: Sequence[float], origin:
     if step_mm is not None:
         require_positive("step_mm", float(step_mm))
     size = _check_size(size)
-    P = _as_batch_P(P)  # noqa: N806
+    P = _as_batch_P(P)
     t = torch.from_numpy(np.ascontiguousarray(vol))
     channels = torch.stack([(t == i).to(torch.float32) for i in ids])
     out = line_integrals(channels, tuple(float(s) for s in spacing), tuple(float(o) for o in origin),
@@ -162,7 +162,7 @@ def resolve_overlaps(path_mm: np.ndarray | torch.Tensor, ids: Sequence[int], thr
     return seg
 
 
-def project_labels(volume: np.ndarray, spacing: Sequence[float], origin: Sequence[float], P: np.ndarray,  # noqa: N803
+def project_labels(volume: np.ndarray, spacing: Sequence[float], origin: Sequence[float], P: np.ndarray,
                    size: Sequence[int], step_mm: float | None, ids: Sequence[int] | None = None,
                    threshold_mm: float = DEFAULT_THRESHOLD_MM, rule: str = "longest",
                    priority: Sequence[int] | None = None, device: str | torch.device | None = None) -> ProjectedLabels:
@@ -181,7 +181,7 @@ def project_labels(volume: np.ndarray, spacing: Sequence[float], origin: Sequenc
                            threshold_mm=float(threshold_mm))
 
 
-def project_mask(mask: np.ndarray, spacing: Sequence[float], origin: Sequence[float], P: np.ndarray,  # noqa: N803
+def project_mask(mask: np.ndarray, spacing: Sequence[float], origin: Sequence[float], P: np.ndarray,
                  size: Sequence[int], step_mm: float | None, threshold_mm: float = DEFAULT_THRESHOLD_MM,
                  device: str | torch.device | None = None) -> np.ndarray:
     """bool [B, H, W]: pixels whose ray traverses the binary ``mask`` (tool, lesion) longer than ``threshold_mm``."""
@@ -190,7 +190,7 @@ def project_mask(mask: np.ndarray, spacing: Sequence[float], origin: Sequence[fl
     return (path[:, 0] > threshold_mm).cpu().numpy()
 
 
-def project_landmarks(P: np.ndarray, points_lps: np.ndarray, size: Sequence[int],  # noqa: N803
+def project_landmarks(P: np.ndarray, points_lps: np.ndarray, size: Sequence[int],
                       coverage: Mapping[int, np.ndarray] | None = None,
                       structures: Sequence[Sequence[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Project 3D landmarks (LPS mm) into a batch of views.
@@ -206,7 +206,7 @@ def project_landmarks(P: np.ndarray, points_lps: np.ndarray, size: Sequence[int]
     Returns:
         xy float32 [B, L, 2] as (col, row), and visible bool [B, L].
     """
-    P = _as_batch_P(P)  # noqa: N806
+    P = _as_batch_P(P)
     w, h = _check_size(size)
     pts = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
     hom = np.concatenate([pts, np.ones((len(pts), 1))], axis=1)

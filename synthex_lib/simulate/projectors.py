@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.linalg import rq
 
-from synthex_lib.errors import ConfigError, DataError
+from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.simulate.physics import density as dens
 from synthex_lib.simulate.physics import detector as det
 from synthex_lib.simulate.physics import noise as nz
@@ -61,13 +62,12 @@ def _check_quantity(quantity: str) -> None:
         raise ConfigError(f"parameter 'quantity' must be one of {', '.join(QUANTITIES)}, got {quantity!r}")
 
 
-def pixel_pitch_mm(P: np.ndarray, sdd_mm: float) -> float:  # noqa: N803
+def pixel_pitch_mm(P: np.ndarray, sdd_mm: float) -> float:
     """Detector pixel pitch (mm) implied by ``P`` for a source-to-detector distance ``sdd_mm``: SDD divided by
     the focal length in pixels (geometric mean of |fx| and |fy| from the RQ decomposition of ``P[:, :3]``)."""
-    from scipy.linalg import rq
 
-    K, _ = rq(np.asarray(P, np.float64)[:3, :3])  # noqa: N806
-    K = K / K[2, 2]  # noqa: N806
+    K, _ = rq(np.asarray(P, np.float64)[:3, :3])
+    K = K / K[2, 2]
     return float(sdd_mm / math.sqrt(abs(K[0, 0] * K[1, 1])))
 
 
@@ -128,18 +128,18 @@ class _CTProjector(ABC):
     def _device(self, device: str | torch.device | None) -> torch.device:
         return torch.device(device or self.device or "cpu")
 
-    def _march(self, volume: Any, P, size, key: str, make, device) -> torch.Tensor:  # noqa: N803
+    def _march(self, volume: Any, P, size, key: str, make, device) -> torch.Tensor:
         hu, spacing, origin = check_volume(volume)
         chans = self._cache.get(hu, key, device, make)
         return line_integrals(chans, spacing, origin, P, size, self.step_mm, device=device)
 
-    def water_path_mm(self, volume: Any, P, size, device=None) -> torch.Tensor:  # noqa: N803
+    def water_path_mm(self, volume: Any, P, size, device=None) -> torch.Tensor:
         """``[B, H, W]`` integral of ``max(1 + HU/1000, 0)`` (mm)."""
         dev = self._device(device)
         out = self._march(volume, P, size, "water", lambda h: dens.water_fraction(h)[None], dev)
         return out[:, 0]
 
-    def render(self, volume: Any, P, size: Sequence[int], quantity: str = "neglog",  # noqa: N803
+    def render(self, volume: Any, P, size: Sequence[int], quantity: str = "neglog",
                rng: np.random.Generator | None = None, device: str | torch.device | None = None) -> np.ndarray:
         _check_quantity(quantity)
         as_projection_batch(P)
@@ -151,7 +151,7 @@ class _CTProjector(ABC):
         return out.detach().to("cpu", torch.float32).numpy()
 
     @abstractmethod
-    def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:  # noqa: N803
+    def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:
         """``[B, H, W]`` intensity or neglog image of this physics (on ``device``)."""
 
     def clear_cache(self) -> None:
@@ -177,7 +177,7 @@ class NaiveProjector(_CTProjector):
         if self.mu_water_per_mm is None:
             self.mu_water_per_mm = float(mass_attenuation("water", self.energy_kev)) / 10.0
 
-    def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:  # noqa: N803
+    def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:
         line = self.mu_water_per_mm * self.water_path_mm(volume, P, size, device)
         return line if quantity == "neglog" else torch.exp(-line)
 
@@ -204,14 +204,14 @@ class HeuristicProjector(_CTProjector):
         if not self.photons > 0:
             raise ConfigError(f"parameter 'photons' must be positive, got {self.photons!r}")
 
-    def line_integral(self, volume, P, size, device=None) -> torch.Tensor:  # noqa: N803
+    def line_integral(self, volume, P, size, device=None) -> torch.Tensor:
         """``[B, H, W]`` noiseless integral of the heuristic mu (unitless)."""
         dev = self._device(device)
         key = f"heuristic:{self.hu_lower}:{self.mu_water}:{self.mu_air}"
         make = lambda h: dens.heuristic_mu(h, self.hu_lower, self.mu_water, self.mu_air)[None]  # noqa: E731
         return self._march(volume, P, size, key, make, dev)[:, 0]
 
-    def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:  # noqa: N803
+    def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:
         line = self.line_integral(volume, P, size, device)
         with _few_threads_for_small(line.numel() if line.device.type == "cpu" else 2**62):
             expected = self.photons * torch.exp(-line)
@@ -269,7 +269,7 @@ class RealisticProjector(_CTProjector):
                                    else monoenergetic(self.energy_kev))
         self.mu_table = mass_attenuation_table(self.materials, self.spectrum.energies_kev)
 
-    def area_density(self, volume, P, size, device=None) -> torch.Tensor:  # noqa: N803
+    def area_density(self, volume, P, size, device=None) -> torch.Tensor:
         """``[B, 3, H, W]`` area density (g/cm^2) of air, soft tissue and bone along each ray."""
         dev = self._device(device)
         hu, spacing, origin = check_volume(volume)
@@ -279,7 +279,7 @@ class RealisticProjector(_CTProjector):
                                       self.step_mm, device=dev)
         return out / 10.0
 
-    def image_from_area_density(self, area_density_g_cm2: torch.Tensor, P, quantity: str = "neglog",  # noqa: N803
+    def image_from_area_density(self, area_density_g_cm2: torch.Tensor, P, quantity: str = "neglog",
                                 rng: np.random.Generator | None = None,
                                 mu_table: np.ndarray | None = None) -> torch.Tensor:
         """Detector image ``[B, H, W]`` from per-material area densities ``[B, M, H, W]`` (g/cm^2).
@@ -289,18 +289,18 @@ class RealisticProjector(_CTProjector):
         materials to image area densities computed elsewhere.
         """
         _check_quantity(quantity)
-        A = area_density_g_cm2  # noqa: N806
+        A = area_density_g_cm2
         if A.device.type == "cpu":
             with _few_threads_for_small(A[:, 0].numel()):
                 return self._image(A, P, quantity, rng, mu_table)
         return self._image(A, P, quantity, rng, mu_table)
 
-    def _image(self, A, P, quantity, rng, mu_table) -> torch.Tensor:  # noqa: N803
+    def _image(self, A, P, quantity, rng, mu_table) -> torch.Tensor:
         mu = self.mu_table if mu_table is None else mu_table
         signal, trans = det.polychromatic_signal(A, mu, self.spectrum)
         flat = det.flat_field_signal(self.spectrum)
         if self.scatter:
-            Pb = as_projection_batch(P)  # noqa: N806
+            Pb = as_projection_batch(P)
             for b in range(signal.shape[0]):
                 pitch = pixel_pitch_mm(Pb[min(b, len(Pb) - 1)], self.sdd_mm)
                 s = sc.scatter_estimate(signal[b], trans[b], pitch, self.scatter_amplitude, self.scatter_beta,
@@ -320,36 +320,14 @@ class RealisticProjector(_CTProjector):
             return signal
         return det.neglog(signal, flat, floor=0.1 / max(counts))
 
-    def photons_per_pixel(self, P, batch: int) -> list[float]:  # noqa: N803
+    def photons_per_pixel(self, P, batch: int) -> list[float]:
         """Expected flat-field photons per pixel of each image: ``photon_count`` scaled by the pixel area
         relative to ``photon_pixel_mm`` (binning sums photons)."""
         if self.photon_pixel_mm is None:
             return [float(self.photon_count)] * batch
-        Pb = as_projection_batch(P)  # noqa: N806
+        Pb = as_projection_batch(P)
         return [float(self.photon_count) * (pixel_pitch_mm(Pb[min(b, len(Pb) - 1)], self.sdd_mm)
                                             / self.photon_pixel_mm) ** 2 for b in range(batch)]
 
-    def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:  # noqa: N803
+    def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:
         return self.image_from_area_density(self.area_density(volume, P, size, device), P, quantity, rng)
-
-
-PROJECTORS: dict[str, type] = {"naive": NaiveProjector, "heuristic": HeuristicProjector,
-                               "realistic": RealisticProjector}
-
-
-def get_projector(name: str, **params: Any):
-    """A projector by name: ``naive``, ``heuristic``, ``realistic`` or ``deepdrr`` (optional, CUDA only).
-
-    ``params`` are the fields of the projector's class (``step_mm``, ``photon_count`` ...); an unknown name or
-    parameter raises :class:`ConfigError`.
-    """
-    if name == "deepdrr":
-        from synthex_lib.simulate.deepdrr_adapter import DeepDRRProjector
-
-        return DeepDRRProjector(**params)
-    if name not in PROJECTORS:
-        raise ConfigError(f"unknown projector {name!r}: choose one of {', '.join([*PROJECTORS, 'deepdrr'])}")
-    try:
-        return PROJECTORS[name](**params)
-    except TypeError as exc:
-        raise ConfigError(f"projector {name!r}: invalid parameters {sorted(params)} ({exc})") from None

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 
 try:  # numba is a main dependency; the torch back end is the fallback if it cannot be imported
     import numba
@@ -61,11 +61,11 @@ DEFAULT_TILE_BYTES = 256 * 2**20
 
 # --- geometry ----------------------------------------------------------------------------------
 
-def as_projection_batch(P: np.ndarray | torch.Tensor | Sequence) -> np.ndarray:  # noqa: N803
+def as_projection_batch(P: np.ndarray | torch.Tensor | Sequence) -> np.ndarray:
     """``P`` as a float64 array ``[B, 3, 4]``; raises :class:`ConfigError` for a wrong shape, non-finite
     values or a singular left 3x3 block (no unique source)."""
     if isinstance(P, torch.Tensor):
-        P = P.detach().cpu().numpy()  # noqa: N806
+        P = P.detach().cpu().numpy()
     arr = np.asarray(P, dtype=np.float64)
     if arr.ndim == 2:
         arr = arr[None]
@@ -73,7 +73,7 @@ def as_projection_batch(P: np.ndarray | torch.Tensor | Sequence) -> np.ndarray: 
         raise ConfigError(f"parameter 'P' must have shape [3, 4] or [B, 3, 4], got {tuple(np.shape(P))}")
     if not np.isfinite(arr).all():
         raise ConfigError("parameter 'P' contains NaN or inf")
-    for b, M in enumerate(arr[:, :, :3]):  # noqa: N806
+    for b, M in enumerate(arr[:, :, :3]):
         if not abs(np.linalg.det(M)) > 1e-12 * np.abs(M).max() ** 3:
             raise ConfigError(f"parameter 'P' (pose {b}): the left 3x3 block is singular; not a projection matrix")
     return arr
@@ -81,7 +81,7 @@ def as_projection_batch(P: np.ndarray | torch.Tensor | Sequence) -> np.ndarray: 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
     try:
-        W, H = (int(s) for s in size)  # noqa: N806
+        W, H = (int(s) for s in size)
     except (TypeError, ValueError):
         raise ConfigError(f"parameter 'size' must be (W, H) positive integers, got {size!r}") from None
     if W <= 0 or H <= 0 or (W, H) != tuple(size):
@@ -89,7 +89,7 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     return W, H
 
 
-def pose_frames(P: np.ndarray, spacing: Sequence[float], origin: Sequence[float],  # noqa: N803
+def pose_frames(P: np.ndarray, spacing: Sequence[float], origin: Sequence[float],
                 shape_zyx: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-pose ray geometry in voxel-index units.
 
@@ -98,24 +98,23 @@ def pose_frames(P: np.ndarray, spacing: Sequence[float], origin: Sequence[float]
     (u, v) in mm, ``A = diag(1 / spacing) @ Minv`` the same direction in index units; ``sign`` (+-1) orients
     rays towards the scene when the source is inside the volume box (see the module docstring).
     """
-    P = as_projection_batch(P)  # noqa: N806
+    P = as_projection_batch(P)
     sp = np.asarray(spacing, np.float64)
     org = np.asarray(origin, np.float64)
     nz, ny, nx = (int(n) for n in shape_zyx)
     centre = org + (np.array([nx, ny, nz]) - 1) / 2 * sp
-    Minv = np.linalg.inv(P[:, :, :3])  # noqa: N806
+    Minv = np.linalg.inv(P[:, :, :3])
     src = -np.einsum("bij,bj->bi", Minv, P[:, :, 3])
     w_centre = P[:, 2, :3] @ centre + P[:, 2, 3]
     sign = np.where(w_centre >= 0, 1.0, -1.0)
     src_idx = (src - org) / sp
-    A = Minv / sp[None, :, None]  # noqa: N806
+    A = Minv / sp[None, :, None]
     return src_idx, A, Minv, sign
 
 
 # --- numba back end ----------------------------------------------------------------------------
 
 if HAVE_NUMBA:
-
     @njit(cache=True)
     def _ray_setup(b, r, q, src, A, Minv, sign, nx, ny, nz):  # pragma: no cover - compiled
         u = float(q)
@@ -434,10 +433,10 @@ if HAVE_NUMBA:
                 _store(out, b, r, q, C, a0, a1, a2, a3, acc, step)
 
 
-def _numba_line_integrals(vol_zyxc: np.ndarray, src, A, Minv, sign, W, H, step_mm,  # noqa: N803
+def _numba_line_integrals(vol_zyxc: np.ndarray, src, A, Minv, sign, W, H, step_mm,
                           material: np.ndarray | None = None, n_materials: int = 0) -> np.ndarray:
     B = src.shape[0]
-    C = vol_zyxc.shape[3] if material is None else int(n_materials)  # noqa: N806
+    C = vol_zyxc.shape[3] if material is None else int(n_materials)
     out = np.zeros((B, C, H, W), np.float32)
     torch_threads = torch.get_num_threads()
     numba.set_num_threads(max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS)))
@@ -455,9 +454,9 @@ def _numba_line_integrals(vol_zyxc: np.ndarray, src, A, Minv, sign, W, H, step_m
 
 # --- torch back end ----------------------------------------------------------------------------
 
-def _torch_rays(b: int, pix: torch.Tensor, src, A, Minv, sign, shape_xyz, dev):  # noqa: N803
+def _torch_rays(b: int, pix: torch.Tensor, src, A, Minv, sign, shape_xyz, dev):
     """Ray origin, direction (index units per mm) and culled interval [t0, t1] (mm), float64."""
-    W = pix  # (N, 3) homogeneous pixels (u, v, 1), float64  # noqa: N806
+    W = pix  # (N, 3) homogeneous pixels (u, v, 1), float64
     m = W @ torch.as_tensor(Minv[b].T, dtype=torch.float64, device=dev)
     d = W @ torch.as_tensor(A[b].T, dtype=torch.float64, device=dev)
     d = d * (float(sign[b]) / m.norm(dim=1, keepdim=True))
@@ -480,8 +479,8 @@ def _torch_rays(b: int, pix: torch.Tensor, src, A, Minv, sign, shape_xyz, dev): 
 
 def _torch_tile(vol5: torch.Tensor, c, d, t0, t1, step_mm, shape_xyz) -> torch.Tensor:
     """Integrals [C, N] for one tile of N rays."""
-    C = vol5.shape[1]  # noqa: N806
-    N = d.shape[0]  # noqa: N806
+    C = vol5.shape[1]
+    N = d.shape[0]
     n = torch.as_tensor(shape_xyz, dtype=torch.float64, device=d.device)
     hit = t1 > t0
     if step_mm is None:
@@ -526,10 +525,10 @@ def _torch_tile(vol5: torch.Tensor, c, d, t0, t1, step_mm, shape_xyz) -> torch.T
     return samples[0, :, :, :, 0].sum(dim=2) * weight.to(vol5.dtype)[None, :]
 
 
-def _torch_line_integrals(channels: torch.Tensor, src, A, Minv, sign, W, H, step_mm, max_tile_bytes, dev):  # noqa: N803
-    C, nz, ny, nx = channels.shape  # noqa: N806
+def _torch_line_integrals(channels: torch.Tensor, src, A, Minv, sign, W, H, step_mm, max_tile_bytes, dev):
+    C, nz, ny, nx = channels.shape
     vol5 = channels.to(device=dev, dtype=torch.float32)[None]
-    B = src.shape[0]  # noqa: N806
+    B = src.shape[0]
     shape_xyz = (nx, ny, nz)
     bytes_per_sample = 4 * (C + 8) + 8 * 6  # samples, grid, float64 positions and parameters
     rays_per_tile = max(1, int(max_tile_bytes // (bytes_per_sample * max(nx, ny, nz))))  # Joseph: <= n slices
@@ -552,7 +551,7 @@ def _torch_line_integrals(channels: torch.Tensor, src, A, Minv, sign, W, H, step
 # --- public entry point ------------------------------------------------------------------------
 
 def _check_common(size, step_mm, spacing, origin):
-    W, H = _check_size(size)  # noqa: N806
+    W, H = _check_size(size)
     if step_mm is not None and not (isinstance(step_mm, int | float) and step_mm > 0 and math.isfinite(step_mm)):
         raise ConfigError(f"parameter 'step_mm' must be None (slice stepping) or a positive number, got {step_mm!r}")
     sp = tuple(float(s) for s in spacing)
@@ -579,7 +578,7 @@ def _pick_backend(backend: str | None, dev: torch.device) -> str:
 
 
 def line_integrals(channels: torch.Tensor | np.ndarray, spacing: Sequence[float], origin: Sequence[float],
-                   P: np.ndarray | torch.Tensor, size: Sequence[int], step_mm: float | None = None,  # noqa: N803
+                   P: np.ndarray | torch.Tensor, size: Sequence[int], step_mm: float | None = None,
                    device: str | torch.device | None = None, *, backend: str | None = None,
                    max_tile_bytes: int = DEFAULT_TILE_BYTES) -> torch.Tensor:
     """Cone-beam line integrals of several channels for a batch of poses.
@@ -603,7 +602,7 @@ def line_integrals(channels: torch.Tensor | np.ndarray, spacing: Sequence[float]
     Returns:
         float32 tensor ``[B, C, H, W]`` on ``device``: integrals in (channel units) x mm.
     """
-    W, H, sp, org = _check_common(size, step_mm, spacing, origin)  # noqa: N806
+    W, H, sp, org = _check_common(size, step_mm, spacing, origin)
     if isinstance(channels, np.ndarray):
         channels = torch.from_numpy(np.ascontiguousarray(channels, dtype=np.float32))
     if channels.ndim == 3:
@@ -611,7 +610,7 @@ def line_integrals(channels: torch.Tensor | np.ndarray, spacing: Sequence[float]
     if channels.ndim != 4:
         raise ConfigError(f"parameter 'channels' must be [C, Z, Y, X], got shape {tuple(channels.shape)}")
     dev = torch.device(device) if device is not None else channels.device
-    src, A, Minv, sign = pose_frames(as_projection_batch(P), sp, org, channels.shape[1:])  # noqa: N806
+    src, A, Minv, sign = pose_frames(as_projection_batch(P), sp, org, channels.shape[1:])
     if _pick_backend(backend, dev) == "numba":
         vol = channels.detach().to("cpu", torch.float32).permute(1, 2, 3, 0).contiguous().numpy()
         return torch.from_numpy(_numba_line_integrals(vol, src, A, Minv, sign, W, H, step_mm))
@@ -621,7 +620,7 @@ def line_integrals(channels: torch.Tensor | np.ndarray, spacing: Sequence[float]
 
 def material_line_integrals(density: torch.Tensor | np.ndarray, material: torch.Tensor | np.ndarray,
                             n_materials: int, spacing: Sequence[float], origin: Sequence[float],
-                            P: np.ndarray | torch.Tensor, size: Sequence[int], step_mm: float | None = None,  # noqa: N803
+                            P: np.ndarray | torch.Tensor, size: Sequence[int], step_mm: float | None = None,
                             device: str | torch.device | None = None, *, backend: str | None = None,
                             max_tile_bytes: int = DEFAULT_TILE_BYTES) -> torch.Tensor:
     """Line integrals of ``density x [material == m]`` for ``m < n_materials``: ``[B, n_materials, H, W]``.
@@ -637,7 +636,7 @@ def material_line_integrals(density: torch.Tensor | np.ndarray, material: torch.
         n_materials: number of output channels.
         Other arguments as in :func:`line_integrals`.
     """
-    W, H, sp, org = _check_common(size, step_mm, spacing, origin)  # noqa: N806
+    W, H, sp, org = _check_common(size, step_mm, spacing, origin)
     density = torch.as_tensor(density)
     material = torch.as_tensor(material)
     if density.ndim != 3 or tuple(material.shape) != tuple(density.shape):
@@ -646,7 +645,7 @@ def material_line_integrals(density: torch.Tensor | np.ndarray, material: torch.
     if not (isinstance(n_materials, int) and 0 < n_materials <= 255):
         raise ConfigError(f"parameter 'n_materials' must be an integer in 1..255, got {n_materials!r}")
     dev = torch.device(device) if device is not None else density.device
-    src, A, Minv, sign = pose_frames(as_projection_batch(P), sp, org, density.shape)  # noqa: N806
+    src, A, Minv, sign = pose_frames(as_projection_batch(P), sp, org, density.shape)
     if _pick_backend(backend, dev) == "numba":
         dens = density.detach().to("cpu", torch.float32).contiguous().numpy()[..., None]
         mat = material.detach().to("cpu")

@@ -43,11 +43,19 @@ from typing import Any
 
 import numpy as np
 import torch
+import xraydb
+from scipy import ndimage
 
 from synthex_lib import geometry
-from synthex_lib.errors import ConfigError, DataError
+from synthex_lib.anatomy.raster import Grid, Raster
+from synthex_lib.anatomy.tissues import MATERIAL_COMPOSITION, Material, metal_hu
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.core.seeding import seeded_rng
 from synthex_lib.simulate import foreign as fo
 from synthex_lib.simulate import hardware as hw
+from synthex_lib.simulate.physics.scatter import scatter_estimate
+from synthex_lib.simulate.projectors import pixel_pitch_mm
+from synthex_lib.simulate.raymarch import line_integrals
 
 #: CsI scintillator: xraydb formula and density (g/cm^3)
 CSI = ("CsI", 4.51)
@@ -176,7 +184,6 @@ SCANNERS: dict[str, ScannerModel] = {m.name: m for m in (CIOS_SCANNER, LOOPX_SCA
 
 def _material_tables() -> tuple[dict[int, tuple[str, float]], dict[int, float]]:
     """Anatomy material id -> (xraydb formula, nominal density), and -> nominal HU at 70 keV."""
-    from synthex_lib.anatomy.tissues import MATERIAL_COMPOSITION, metal_hu
 
     comp = {int(k): (str(v[0]), float(v[1])) for k, v in MATERIAL_COMPOSITION.items()}
     hu_nom = {k: metal_hu(f, rho) for k, (f, rho) in comp.items()}
@@ -185,7 +192,6 @@ def _material_tables() -> tuple[dict[int, tuple[str, float]], dict[int, float]]:
 
 def material_mu_rho(material_id: int, energies_kev: np.ndarray) -> np.ndarray:
     """Mass attenuation (cm^2/g) of an anatomy material class at ``energies_kev`` (``xraydb``)."""
-    import xraydb
 
     comp, _ = _material_tables()
     formula, rho = comp[int(material_id)]
@@ -202,7 +208,6 @@ def density_channels(hu: np.ndarray, materials: np.ndarray, skip_air: bool = Tru
     lesion) share a channel; the returned ids are one material id per channel (its mu/rho). Air is left
     out by default: 500 mm of it attenuate less than 1.5 % at 60 keV, uniformly.
     """
-    from synthex_lib.anatomy.tissues import Material
 
     comp, hu_nom = _material_tables()
     present = [int(i) for i in np.unique(materials) if int(i) in comp and not (skip_air and i == Material.AIR)]
@@ -243,7 +248,6 @@ class VoxelAnatomy:
     @classmethod
     def from_ct(cls, specimen: Any) -> VoxelAnatomy:
         """Materials of a CT by HU thresholds (air, lung, fat, soft, cancellous, cortical, metal)."""
-        from synthex_lib.anatomy.tissues import Material
 
         hu = np.asarray(specimen.ct_hu, np.float32)
         order = (Material.AIR, Material.LUNG, Material.FAT, Material.SOFT, Material.CANCELLOUS, Material.CORTICAL,
@@ -258,9 +262,7 @@ class VoxelAnatomy:
 
     def rasterize(self, spacing_mm: float, bounds_lps: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
         """Resample on an isotropic grid (trilinear HU, nearest labels and materials)."""
-        from scipy import ndimage
 
-        from synthex_lib.anatomy.raster import Grid, Raster
 
         lo, hi = self.bounds if bounds_lps is None else bounds_lps
         grid = Grid.from_bounds(lo, hi, spacing_mm)
@@ -309,7 +311,6 @@ def prepare(specimen: Any, spacing_mm: float) -> _Prepared:
         return hit[1]
     r = anat.rasterize(float(spacing_mm))
     ids, ch = density_channels(np.asarray(r.hu), np.asarray(r.materials))
-    from synthex_lib.anatomy.tissues import Material
 
     body = np.argwhere(np.asarray(r.materials) != Material.AIR)
     sp = np.asarray(r.spacing, np.float64)
@@ -375,15 +376,13 @@ class EmulatedScanner:
 
     def detector_efficiency(self, energies_kev: np.ndarray) -> np.ndarray:
         """Fraction of photons absorbed in the CsI scintillator, ``1 - exp(-mu(E) t)``."""
-        import xraydb
 
         mu = np.asarray(xraydb.material_mu(CSI[0], np.asarray(energies_kev) * 1000.0, density=CSI[1]))  # 1/cm
         return 1.0 - np.exp(-mu * self.model.csi_mm / 10.0)
 
-    def area_densities(self, specimen: Any, P: np.ndarray, size: tuple[int, int]  # noqa: N803
+    def area_densities(self, specimen: Any, P: np.ndarray, size: tuple[int, int]
                        ) -> tuple[tuple[int, ...], np.ndarray, _Prepared]:
         """Per-material area densities [B, M, H, W] (g/cm^2) through the finely rasterized anatomy."""
-        from synthex_lib.simulate.raymarch import line_integrals
 
         spacing = max(self.model.raster_factor * _ct_spacing(specimen), self.model.min_raster_mm)
         prep = prepare(specimen, spacing)
@@ -392,7 +391,7 @@ class EmulatedScanner:
         return prep.ids, a.numpy().astype(np.float64) / 10.0, prep
 
     # -- the acquisition ----------------------------------------------------------------------------
-    def render(self, specimen: Any, P: np.ndarray, size: Sequence[int], rngs: Sequence[np.random.Generator],  # noqa: N803
+    def render(self, specimen: Any, P: np.ndarray, size: Sequence[int], rngs: Sequence[np.random.Generator],
                kind: str = "hip", seed: int = 0, foreign: bool = True, return_stages: bool = False
                ) -> np.ndarray | tuple[np.ndarray, list[ScanStages]]:
         """Emulated images float32 [B, H, W] (log domain, vendor-processed) of ``specimen`` at ``P``.
@@ -407,19 +406,17 @@ class EmulatedScanner:
             foreign: add foreign objects.
             return_stages: also return the :class:`ScanStages` of each image.
         """
-        from synthex_lib.simulate.physics.scatter import scatter_estimate
-        from synthex_lib.simulate.projectors import pixel_pitch_mm
 
         m = self.model
-        Pb = np.asarray(P, np.float64)  # noqa: N806
+        Pb = np.asarray(P, np.float64)
         if Pb.ndim == 2:
-            Pb = Pb[None]  # noqa: N806
+            Pb = Pb[None]
         w, h = (int(s) for s in size)
         if len(rngs) != len(Pb):
             raise ConfigError(f"scanner {m.name}: {len(rngs)} generators for {len(Pb)} images; give one per image")
         pixel_mm = pixel_pitch_mm(Pb[0], m.device.sdd_mm)
         area = pixel_mm**2
-        ids, A, prep = self.area_densities(specimen, Pb, (w, h))  # noqa: N806
+        ids, A, prep = self.area_densities(specimen, Pb, (w, h))
         e, fluence = self.spectra((w, h), pixel_mm)  # [n_axis, E]
         eta = self.detector_efficiency(e)
         mu = np.stack([material_mu_rho(i, e) for i in ids])  # [M, E]
@@ -436,7 +433,7 @@ class EmulatedScanner:
             scene = fo.ForeignScene()
             if foreign:
                 scene = fo.sample_scene(kind, getattr(specimen, "landmarks", {}), prep.bounds,
-                                        geometry.seeded_rng(seed, "implants", sid), r_foreign)
+                                        seeded_rng(seed, "implants", sid), r_foreign)
                 if scene.objects:
                     att = att * fo.transmission(scene.objects, Pb[b], (w, h), e, m.foreign_supersample)[0]
             coll = m.collimator.transmission((w, h), pixel_mm, r_coll)
@@ -485,7 +482,7 @@ class EmulatedScanner:
                                          log=log, output=outs[b].copy(), foreign=list(scene.kinds), mas=mas))
         return (outs, stages) if return_stages else outs
 
-    def _focal_sigma_at_detector(self, P: np.ndarray, prep: _Prepared) -> float:  # noqa: N803
+    def _focal_sigma_at_detector(self, P: np.ndarray, prep: _Prepared) -> float:
         """Focal-spot penumbra (standard deviation, mm) at the detector for an object at the anatomy's centre."""
         src, _, _ = geometry.decompose_projection(P)
         centre = 0.5 * (prep.bounds[0] + prep.bounds[1])

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
-from synthex_lib.errors import DataError
+from synthex_lib.core.errors import DataError
 
 AIR_HU = -1024.0
 
@@ -41,8 +42,6 @@ class Volume:
 
 
 def _to_lps_aligned(img):
-    import SimpleITK as sitk
-
     d = np.asarray(img.GetDirection(), np.float64).reshape(3, 3)
     if np.allclose(d, np.eye(3), atol=1e-6):
         return img, "identity"
@@ -71,7 +70,6 @@ def volume_from_file(path: str | Path) -> Volume:
 
     Raises :class:`DataError` naming the file if it is missing, unreadable, not 3D, or contains NaN/inf.
     """
-    import SimpleITK as sitk
 
     p = Path(path)
     if not p.is_file():

@@ -28,7 +28,7 @@ def polychromatic_signal(area_density_g_cm2: torch.Tensor, mu_rho_cm2_g: np.ndar
         ``(signal, transmission)`` each ``[..., H, W]``: ``signal = sum_b E_b p_b exp(-sum_m mu_mb A_m)`` (keV per
         emitted photon, energy-integrating) and ``transmission = sum_b p_b exp(-sum_m mu_mb A_m)``.
     """
-    A = area_density_g_cm2  # noqa: N806
+    A = area_density_g_cm2
     mu = torch.as_tensor(np.asarray(mu_rho_cm2_g), dtype=A.dtype, device=A.device)
     e = torch.as_tensor(spectrum.energies_kev, dtype=A.dtype, device=A.device)
     p = torch.as_tensor(spectrum.weights, dtype=A.dtype, device=A.device)

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+import xraydb
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 
 #: Mass fractions of NIST's materials (ICRU-44 compositions for tissues), with nominal densities (g/cm^3).
 COMPOSITIONS: dict[str, dict[str, float]] = {
@@ -55,8 +56,6 @@ def _canonical(material: str) -> str:
 
 @lru_cache(maxsize=256)
 def _mass_attenuation_cached(name: str, energies_kev: tuple[float, ...]) -> np.ndarray:
-    import xraydb
-
     e_ev = np.asarray(energies_kev, np.float64) * 1000.0
     mu = np.zeros_like(e_ev)
     for element, w in COMPOSITIONS[name].items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import torch
 
 DEFAULT_AMPLITUDE = 0.1
@@ -33,7 +34,6 @@ def scatter_estimate(primary: torch.Tensor, transmission: torch.Tensor, pixel_mm
         amplitude, beta: SKS amplitude model ``amplitude x T x (-ln T)^beta`` (relative to the primary).
         sigma_mm: standard deviation of the Gaussian scatter kernel on the detector (mm).
     """
-    import kornia
 
     if amplitude <= 0:
         return torch.zeros_like(primary)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import spekpy
 
-from synthex_lib.errors import ConfigError
+from synthex_lib.core.errors import ConfigError
 
 DEFAULT_KVP = 90.0
 DEFAULT_AL_MM = 4.0
@@ -40,8 +41,6 @@ class Spectrum:
 
 @lru_cache(maxsize=32)
 def _spekpy_spectrum(kvp: float, al_mm: float, anode_deg: float, dk: float) -> tuple[np.ndarray, np.ndarray]:
-    import spekpy
-
     s = spekpy.Spek(kvp=kvp, th=anode_deg, dk=dk)
     if al_mm > 0:
         s.filter("Al", al_mm)

@@ -1,0 +1,232 @@
+"""Configuration: the profiles, the one knob for scale, split by the concern each field serves.
+
+A :class:`Profile` composes a :class:`LabConfig` (the virtual cadaver lab), a :class:`SimConfig`
+(the simulated datasets) and a :class:`TrainConfig` (network and optimisation), plus the study
+design (``folds``). Each artefact is keyed by the configuration it depends on only: a lab cohort
+by ``lab``, a simulated dataset by ``lab`` and ``sim``, a training run by ``train`` and the key of
+its dataset. Changing a training field therefore never regenerates data.
+
+``smoke`` is for CI and nbval (each notebook in about a minute on 2 CPU cores), ``quick`` builds
+the book on 2 CPU cores, ``full`` is one workstation GPU for hours, and ``paper`` holds the paper's
+own figures (Gao et al. 2023, Methods: 18,000 training and 2,000 validation images per scaled-up
+study, 360 x 360 px, SGD with learning rate 0.1, Nesterov momentum 0.9, weight decay 1e-5,
+batch 5, learning rate halved every 10 epochs). The CPU profiles (``smoke``, ``quick``) train with
+Adam instead of SGD: from scratch and for a few hundred steps, SGD at the paper's learning rate
+barely leaves its initial plateau. A notebook never hard-codes a size: it reads it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from synthex_lib.core.errors import ConfigError, require_positive
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """The virtual cadaver lab: specimen counts and the simulated CT scans. Lengths in mm."""
+
+    ct_spacing_mm: float  #: voxel size of the simulated CT scans of lab specimens
+    lab_specimens: int  #: hip specimens of the `lab` cohort (DeepFluoro: 6)
+    scale_specimens: int  #: hip CTs of the `scale` cohort (paper: 20 NMDID CTs)
+    chest_specimens: int  #: chest CTs of the `chest` cohort (paper: 143)
+    tool_configs: int  #: continuum-manipulator configurations of the `tool` cohort (100)
+
+    def validate(self) -> None:
+        require_positive("ct_spacing_mm", self.ct_spacing_mm)
+        for name in ("lab_specimens", "scale_specimens", "chest_specimens", "tool_configs"):
+            require_positive(name, getattr(self, name), integer=True)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The simulated datasets: image size and counts. Sizes in px. Rays are marched by exact slice
+    stepping (one bilinear sample per CT slice), so no ray step is configured here."""
+
+    detector_px: int  #: simulated image size after detector binning (paper: 360)
+    real_per_specimen: int  #: emulated "real" images per lab specimen (DeepFluoro: 366 / 6)
+    sim_per_specimen: int  #: scaled-up simulated images per CT (paper: 18,000 / 20)
+
+    def validate(self) -> None:
+        for name in ("detector_px", "real_per_specimen", "sim_per_specimen"):
+            require_positive(name, getattr(self, name), integer=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Network and optimisation of one training run. Sizes in px."""
+
+    image_size: int  #: network input size (paper: 360, padded to 384 for TransUNet)
+    epochs: int
+    batch_size: int
+    optimizer: str  #: "sgd" (the paper's: Nesterov momentum) or "adam" (CPU profiles: converges in minutes)
+    lr: float
+    momentum: float
+    weight_decay: float
+    lr_step_epochs: int  #: learning rate is multiplied by lr_gamma every this many epochs
+    lr_gamma: float
+    max_iterations: int  #: cap on optimizer steps per training run (0 = no cap)
+    unet_channels: tuple[int, ...]  #: channels per U-Net level
+    heatmap_sigma_px: float  #: Gaussian heatmap sigma at image_size (paper: 5 px at 360)
+
+    def validate(self) -> None:
+        for name in ("lr", "heatmap_sigma_px"):
+            require_positive(name, getattr(self, name))
+        for name in ("image_size", "epochs", "batch_size", "lr_step_epochs"):
+            require_positive(name, getattr(self, name), integer=True)
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"parameter 'optimizer' must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if isinstance(self.max_iterations, bool) or not isinstance(self.max_iterations, int) \
+                or self.max_iterations < 0:
+            raise ConfigError(f"parameter 'max_iterations' must be an integer >= 0, got {self.max_iterations!r}")
+        if not self.unet_channels or any(not isinstance(c, int) or c < 1 for c in self.unet_channels):
+            raise ConfigError(f"parameter 'unet_channels' must be positive integers, got {self.unet_channels!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+#: the sub-configurations of a profile, in pipeline order
+SECTIONS: dict[str, type] = {"lab": LabConfig, "sim": SimConfig, "train": TrainConfig}
+
+
+def section_of(field_name: str) -> str:
+    """The section (``lab``, ``sim``, ``train``) that owns a field; ConfigError for an unknown name."""
+    for section, cls in SECTIONS.items():
+        if field_name in {f.name for f in fields(cls)}:
+            return section
+    raise ConfigError(f"unknown profile field {field_name!r}; valid fields: {sorted(field_names())}")
+
+
+def field_names() -> list[str]:
+    """Every field a profile override may name (flat: ``image_size``, ``ct_spacing_mm`` ...), plus ``folds``."""
+    return [f.name for cls in SECTIONS.values() for f in fields(cls)] + ["folds"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One scale of experiment: a lab, a simulation and a training configuration, and the study design.
+
+    Attributes:
+        name, description: the profile's name and what it is for.
+        lab, sim, train: the per-concern configurations.
+        folds: leave-one-specimen-out folds evaluated (<= ``lab.lab_specimens``).
+    """
+
+    name: str
+    description: str
+    lab: LabConfig
+    sim: SimConfig
+    train: TrainConfig
+    folds: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict: ``{"name", "description", "lab": {...}, "sim": {...}, "train": {...}, "folds"}``."""
+        return {"name": self.name, "description": self.description, "lab": asdict(self.lab),
+                "sim": asdict(self.sim), "train": self.train.to_dict(), "folds": self.folds}
+
+    def flat(self) -> dict[str, Any]:
+        """Every field by its flat name (the names :meth:`with_overrides` takes)."""
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            out.update(asdict(getattr(self, section)))
+        out["folds"] = self.folds
+        return out
+
+    def with_overrides(self, **overrides: Any) -> Profile:
+        """A copy with some fields changed, named flat (``epochs=3``, ``ct_spacing_mm=2.0``).
+
+        Unknown or invalid fields raise :class:`ConfigError` naming the parameter.
+        """
+        unknown = sorted(set(overrides) - set(field_names()))
+        if unknown:
+            raise ConfigError(f"unknown profile field(s) {unknown}; valid fields: {sorted(field_names())}")
+        changes: dict[str, Any] = {}
+        for section in SECTIONS:
+            mine = {k: v for k, v in overrides.items() if k != "folds" and section_of(k) == section}
+            if mine:
+                if "unet_channels" in mine and isinstance(mine["unet_channels"], list):
+                    mine["unet_channels"] = tuple(mine["unet_channels"])
+                changes[section] = replace(getattr(self, section), **mine)
+        if "folds" in overrides:
+            changes["folds"] = overrides["folds"]
+        out = replace(self, **changes)
+        out.validate()
+        return out
+
+    @property
+    def is_registered(self) -> bool:
+        """True for a profile exactly as defined in :data:`PROFILES`."""
+        return PROFILES.get(self.name) == self
+
+    def validate(self) -> None:
+        self.lab.validate()
+        self.sim.validate()
+        self.train.validate()
+        require_positive("folds", self.folds, integer=True)
+        if self.folds > self.lab.lab_specimens:
+            raise ConfigError(f"parameter 'folds' ({self.folds}) exceeds lab_specimens ({self.lab.lab_specimens})")
+
+
+def _adam(**kw: Any) -> dict[str, Any]:
+    return {"optimizer": "adam", "momentum": 0.9, "weight_decay": 1e-5, "lr_gamma": 0.5, **kw}
+
+
+def _sgd_paper(**kw: Any) -> dict[str, Any]:
+    """The paper's optimiser (Methods): SGD, lr 0.1, Nesterov momentum 0.9, weight decay 1e-5, halved every 10."""
+    return {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-5, "lr_step_epochs": 10,
+            "lr_gamma": 0.5, "max_iterations": 0, "batch_size": 5, "image_size": 360, "heatmap_sigma_px": 5.0, **kw}
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        "smoke", "CI and nbval: each notebook in about a minute on 2 CPU cores",
+        LabConfig(ct_spacing_mm=4.0, lab_specimens=3, scale_specimens=2, chest_specimens=2, tool_configs=4),
+        SimConfig(detector_px=64, real_per_specimen=4, sim_per_specimen=8),
+        TrainConfig(**_adam(image_size=64, epochs=2, batch_size=4, lr=2e-3, lr_step_epochs=10, max_iterations=6,
+                            unet_channels=(8, 16, 32), heatmap_sigma_px=2.0)),
+        folds=1,
+    ),
+    "quick": Profile(
+        "quick", "the default book build on 2 CPU cores",
+        LabConfig(ct_spacing_mm=2.0, lab_specimens=6, scale_specimens=6, chest_specimens=6, tool_configs=20),
+        SimConfig(detector_px=128, real_per_specimen=16, sim_per_specimen=48),
+        TrainConfig(**_adam(image_size=128, epochs=30, batch_size=8, lr=2e-3, lr_step_epochs=15, max_iterations=0,
+                            unet_channels=(16, 32, 64, 128), heatmap_sigma_px=2.5)),
+        folds=1,
+    ),
+    "full": Profile(
+        "full", "one workstation GPU, hours",
+        LabConfig(ct_spacing_mm=1.0, lab_specimens=6, scale_specimens=20, chest_specimens=40, tool_configs=100),
+        SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=200),
+        TrainConfig(**_sgd_paper(epochs=30, unet_channels=(32, 64, 128, 256, 512))),
+        folds=6,
+    ),
+    "paper": Profile(
+        "paper", "the paper's numbers of images, resolutions and epochs; a GPU cluster",
+        LabConfig(ct_spacing_mm=1.0, lab_specimens=6, scale_specimens=20, chest_specimens=143, tool_configs=100),
+        SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=900),
+        TrainConfig(**_sgd_paper(epochs=50, unet_channels=(64, 128, 256, 512, 1024))),
+        folds=6,
+    ),
+}
+
+
+def get_profile(profile: str | Profile, **overrides: Any) -> Profile:
+    """Look a profile up by name (``smoke``, ``quick``, ``full``, ``paper``), optionally overridden by flat
+    field names (``get_profile("quick", epochs=3, ct_spacing_mm=2.5)``).
+
+    Raises :class:`ConfigError` with one line naming the parameter for an unknown name.
+    """
+    if isinstance(profile, Profile):
+        base = profile
+    else:
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+        base = PROFILES[profile]
+    return base.with_overrides(**overrides) if overrides else base
+
+
+for _p in PROFILES.values():
+    _p.validate()

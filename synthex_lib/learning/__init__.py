@@ -1,0 +1,1 @@
+"""Learning: the multi-task networks, losses, training, evaluation, metrics and statistics."""

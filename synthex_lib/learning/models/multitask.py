@@ -1,0 +1,55 @@
+"""Multi-task network: a MONAI U-Net backbone with a segmentation head and a landmark heatmap head.
+
+The heads follow the official SyntheX code (TransUNet + landmark head, ``lands_num_1x1=2``): the
+decoder features are concatenated with the segmentation logits, then two bias-free 1x1
+convolutions map them to one heatmap per landmark. The backbone here is MONAI's residual U-Net
+(the paper used TransUNet R50-ViT-B/16 pre-trained on ImageNet-21k, whose weights cannot be
+fetched at run time; a U-Net of the profile's width stands in and the book says so).
+
+Input: ``[B, 1, H, W]`` z-scored images (H, W divisible by ``2 ** (levels - 1)``).
+Output: dict with ``seg_logits`` ``[B, C, H, W]`` and ``heatmaps`` ``[B, L, H, W]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import UNet
+from torch import nn
+
+from synthex_lib.core.errors import ConfigError
+
+
+class MultiTaskUNet(nn.Module):
+    def __init__(self, num_classes: int, num_landmarks: int, channels: tuple[int, ...] = (16, 32, 64, 128),
+                 features: int = 16, num_res_units: int = 2, dropout: float = 0.0) -> None:
+        super().__init__()
+        if len(channels) < 2:
+            raise ConfigError(f"parameter 'unet_channels' needs at least 2 levels, got {channels}")
+        self.num_classes = num_classes
+        self.num_landmarks = num_landmarks
+        self.levels = len(channels)
+        self.backbone = UNet(
+            spatial_dims=2, in_channels=1, out_channels=features, channels=tuple(channels),
+            strides=(2,) * (len(channels) - 1), num_res_units=num_res_units, norm="INSTANCE", dropout=dropout,
+        )
+        self.act = nn.PReLU(features)
+        self.seg_head = nn.Conv2d(features, num_classes, kernel_size=3, padding=1)
+        self.land_head = nn.Sequential(
+            nn.Conv2d(features + num_classes, num_landmarks + num_classes, kernel_size=1, bias=False),
+            nn.Conv2d(num_landmarks + num_classes, num_landmarks, kernel_size=1, bias=False),
+        )
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2 ** (self.levels - 1)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.act(self.backbone(image))
+        seg = self.seg_head(feats)
+        heat = self.land_head(torch.cat([feats, seg], dim=1))
+        return {"seg_logits": seg, "heatmaps": heat}
+
+
+def build_model(num_classes: int, num_landmarks: int, channels: tuple[int, ...]) -> MultiTaskUNet:
+    return MultiTaskUNet(num_classes=num_classes, num_landmarks=num_landmarks, channels=tuple(channels))

@@ -1,5 +1,0 @@
-"""Networks: the multi-task U-Net (segmentation + landmark heatmaps)."""
-
-from synthex_lib.models.multitask import MultiTaskUNet, build_model
-
-__all__ = ["MultiTaskUNet", "build_model"]
