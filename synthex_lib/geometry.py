@@ -11,6 +11,11 @@ Frames and conventions:
   camera. Any 3x4 matrix with that meaning is accepted by the projectors (also DeepFluoro's,
   whose focal lengths are negative).
 
+Transforms are named deepdrr-style ``a_from_b`` (maps coordinates of frame ``b`` to frame ``a``), so
+that compositions read right to left: ``pixel_from_world = pixel_from_camera @ camera_from_world``.
+A :class:`Camera` holds one view (intrinsics, pose, SDD, pitch, size); :meth:`Camera.from_projection`
+is the one place where a bare ``P`` is decomposed (RQ) into intrinsics and pose.
+
 The default view is the anteroposterior (AP) projection: source anterior, detector posterior,
 rows running inferior, so the image shows the patient's right on the viewer's left, as a
 radiograph is read.
@@ -18,9 +23,11 @@ radiograph is read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.linalg import rq
 
 from synthex_lib.core.errors import ConfigError, require_positive
 
@@ -172,6 +179,191 @@ def decompose_projection(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     Minv = np.linalg.inv(M)
     source = -Minv @ P[:, 3]
     return source, Minv, M
+
+
+# --- cameras -------------------------------------------------------------------------------------
+
+def _homogeneous(rt: np.ndarray) -> np.ndarray:
+    return np.concatenate([rt, [[0.0, 0.0, 0.0, 1.0]]], axis=0)
+
+
+def rq_projection(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``P ~ K [R | t]``: intrinsics ``K`` (3x3, ``K[2, 2] = 1``, positive diagonal), rotation ``R``
+    (world -> camera, ``det(R) = +1``) and translation ``t`` (mm), by RQ decomposition of ``P[:, :3]``.
+
+    ``P`` and ``-P`` (any non-zero scale) are the same projective map; the sign is chosen so that
+    ``det(P[:, :3]) > 0``, then ``K``'s diagonal is made positive (a 180 degree turn of the camera
+    about its principal ray for DeepFluoro's negative focal lengths). Use :meth:`Camera.from_projection`;
+    this is its decomposition.
+    """
+    P = np.asarray(P, np.float64)
+    if P.shape != (3, 4) or not np.isfinite(P).all():
+        raise ConfigError(f"parameter 'P' must be a finite 3x4 matrix, got shape {P.shape}")
+    if np.linalg.det(P[:, :3]) < 0:
+        P = -P
+    K, R = rq(P[:, :3])
+    S = np.diag(np.sign(np.diag(K)))  # noqa: N806 - S S = I: K S has a positive diagonal, S R stays proper
+    K, R = K @ S, S @ R
+    t = np.linalg.solve(K, P[:, 3])
+    return K / K[2, 2], R, t
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One X-ray view: intrinsics, pose, source-to-detector distance, pixel pitch and image size.
+
+    Frames (see the module docstring): world = LPS mm; camera = mm, origin at the source, +z along the
+    principal ray towards the detector; pixel = (col, row), pixel centres on integers.
+
+    Attributes:
+        intrinsic: ``K`` 3x3, ``pixel_from_camera`` (camera mm -> homogeneous pixels), ``K[2, 2] = 1``.
+        pose: :class:`Pose` ``[R | t]``, ``camera_from_world`` (R 3x3, t (3,) mm).
+        sdd_mm: source-to-detector distance (mm).
+        size: image size ``(cols, rows)`` = (W, H) pixels, or ``None`` when unknown (a camera recovered
+            from a bare ``P`` whose image size was not given).
+    """
+
+    intrinsic: np.ndarray
+    pose: Pose
+    sdd_mm: float
+    size: tuple[int, int] | None = None
+    _P: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        K = np.asarray(self.intrinsic, np.float64)
+        if K.shape != (3, 3) or not np.isfinite(K).all() or abs(np.linalg.det(K)) < 1e-12:
+            raise ConfigError(f"camera intrinsic must be a finite invertible 3x3 matrix, got {K!r}")
+        require_positive("sdd_mm", self.sdd_mm)
+        if self.size is not None:
+            if len(self.size) != 2:
+                raise ConfigError(f"camera size must be (cols, rows), got {self.size!r}")
+            require_positive("size[0] (cols)", self.size[0], integer=True)
+            require_positive("size[1] (rows)", self.size[1], integer=True)
+            object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
+        object.__setattr__(self, "intrinsic", K)
+        object.__setattr__(self, "sdd_mm", float(self.sdd_mm))
+        object.__setattr__(self, "_P", K @ self.pose.extrinsic)
+
+    # constructors
+    @classmethod
+    def from_device(cls, device: Device, pose: Pose) -> Camera:
+        """The camera of ``device`` (its K, SDD and detector size) at ``pose``."""
+        return cls(device.K, pose, device.sdd_mm, (device.cols, device.rows))
+
+    @classmethod
+    def from_projection(cls, P: np.ndarray, sdd_mm: float, size: Sequence[int] | None = None) -> Camera:
+        """The camera of a bare 3x4 ``P`` (LPS mm -> pixel (col, row)), any scale or sign: the ONE place
+        where a projection matrix is decomposed (:func:`rq_projection`). ``sdd_mm`` is not in ``P`` (only
+        focal length / pitch is) and must be given; ``size`` (cols, rows) may be ``None``."""
+        K, R, t = rq_projection(P)
+        return cls(K, Pose(R=R, t=t), sdd_mm, None if size is None else tuple(size))
+
+    # intrinsics
+    @property
+    def K(self) -> np.ndarray:
+        """3x3 intrinsics (alias of :attr:`intrinsic`)."""
+        return self.intrinsic
+
+    @property
+    def focal_px(self) -> tuple[float, float]:
+        """Focal lengths (fx, fy) in pixels (``K[0, 0]``, ``K[1, 1]``)."""
+        return float(self.intrinsic[0, 0]), float(self.intrinsic[1, 1])
+
+    @property
+    def principal_point(self) -> tuple[float, float]:
+        """Pixel (col, row) of the principal ray."""
+        return float(self.intrinsic[0, 2]), float(self.intrinsic[1, 2])
+
+    @property
+    def pixel_mm(self) -> float:
+        """Detector pixel pitch (mm): SDD over the focal length in pixels (geometric mean of |fx|, |fy|)."""
+        fx, fy = self.focal_px
+        return float(self.sdd_mm / np.sqrt(abs(fx * fy)))
+
+    @property
+    def cols(self) -> int | None:
+        return None if self.size is None else self.size[0]
+
+    @property
+    def rows(self) -> int | None:
+        return None if self.size is None else self.size[1]
+
+    # transforms (a_from_b maps frame b to frame a)
+    @property
+    def pixel_from_camera(self) -> np.ndarray:
+        """3x3 ``K``: camera mm -> homogeneous pixel (col, row, 1) (divide by the third coordinate)."""
+        return self.intrinsic
+
+    @property
+    def camera_from_pixel(self) -> np.ndarray:
+        """3x3 ``K^-1``: homogeneous pixel -> camera direction (mm, up to scale; z = 1 for K[2] = (0, 0, 1))."""
+        return np.linalg.inv(self.intrinsic)
+
+    @property
+    def camera_from_world(self) -> np.ndarray:
+        """4x4 rigid ``[[R, t], [0, 1]]``: homogeneous LPS mm -> camera mm."""
+        return _homogeneous(self.pose.extrinsic)
+
+    @property
+    def world_from_camera(self) -> np.ndarray:
+        """4x4 rigid ``[[R^T, -R^T t], [0, 1]]``: camera mm -> homogeneous LPS mm."""
+        R, t = self.pose.R, self.pose.t
+        return _homogeneous(np.concatenate([R.T, (-R.T @ t).reshape(3, 1)], axis=1))
+
+    @property
+    def pixel_from_world(self) -> np.ndarray:
+        """3x4 ``P = K [R | t]``: homogeneous LPS mm -> homogeneous pixel (col, row, 1)."""
+        return self._P.copy()
+
+    @property
+    def P(self) -> np.ndarray:
+        """Alias of :attr:`pixel_from_world`."""
+        return self.pixel_from_world
+
+    @property
+    def source_lps(self) -> np.ndarray:
+        """LPS mm of the X-ray source (the camera centre)."""
+        return self.pose.source_lps
+
+    def project(self, points_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) pixel (col, row) and (N,) camera depth (mm) of (N, 3) LPS mm points."""
+        return project_points(self._P, points_lps)
+
+    def ray_direction(self, uv: np.ndarray) -> np.ndarray:
+        """(N, 3) unit LPS directions from the source through pixels ``uv`` (N, 2) (col, row)."""
+        uv = np.asarray(uv, np.float64).reshape(-1, 2)
+        h = np.concatenate([uv, np.ones((len(uv), 1))], axis=1)
+        d = h @ (self.pose.R.T @ self.camera_from_pixel).T
+        return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+    def with_intrinsic(self, intrinsic: np.ndarray) -> Camera:
+        """The same pose, SDD and size with other intrinsics."""
+        return Camera(intrinsic, self.pose, self.sdd_mm, self.size)
+
+
+def as_cameras(P: Camera | Sequence[Camera] | np.ndarray, sdd_mm: float,
+               size: Sequence[int] | None = None) -> list[Camera]:
+    """A list of cameras from one :class:`Camera`, a sequence of them, or a 3x4 / [B, 3, 4] ``P`` (decomposed
+    with :meth:`Camera.from_projection` for ``sdd_mm`` and ``size``; a camera keeps its own SDD)."""
+    if isinstance(P, Camera):
+        return [P]
+    if isinstance(P, Sequence) and len(P) and all(isinstance(c, Camera) for c in P):
+        return list(P)
+    arr = np.asarray(P, np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (3, 4):
+        raise ConfigError(f"parameter 'P' must be a Camera, cameras, or [3, 4] / [B, 3, 4], got shape {arr.shape}")
+    return [Camera.from_projection(Pi, sdd_mm, size) for Pi in arr]
+
+
+def projection_array(P: Camera | Sequence[Camera] | np.ndarray) -> np.ndarray:
+    """``P`` as given (array-like) or the stacked ``pixel_from_world`` [B, 3, 4] of a camera / cameras."""
+    if isinstance(P, Camera):
+        return P.pixel_from_world
+    if isinstance(P, Sequence) and len(P) and all(isinstance(c, Camera) for c in P):
+        return np.stack([c.pixel_from_world for c in P])
+    return P
 
 
 def pixel_size_at_isocenter(device: Device, sid_mm: float) -> float:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from synthex_lib.anatomy import make_specimen
-from synthex_lib.anatomy.hip import HipAnatomy, sample_hip_params
+from synthex_lib.anatomy.hip import HipAnatomy
+from synthex_lib.anatomy.hip_params import sample_hip_params
 from synthex_lib.anatomy.specimens import build_anatomy
 from synthex_lib.anatomy.tissues import Material, Tissue
 from synthex_lib.core.constants import HIP_LABELS, HIP_LANDMARKS

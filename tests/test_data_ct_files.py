@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from synthex_lib.anatomy.io import read_markups, write_markups
 from synthex_lib.core.errors import ConfigError, DataError
-from synthex_lib.realdata.ct_files import (
-    load_ct_specimen,
-    read_landmarks,
-    write_fcsv,
-    write_markups_json,
-)
+from synthex_lib.realdata.ct_files import load_ct_specimen
 
 SHAPE = (6, 7, 8)  # z, y, x
 
@@ -109,7 +105,7 @@ def test_dicom_series_in_hu(tmp_path):
     hu = np.random.default_rng(0).integers(-1000, 1500, (4, 9, 10))
     _write_dicom_series(tmp_path / "series", hu)
     lands = {"FH-l": [1.0, 2.0, -95.0], "FH-r": [-1.0, 2.0, -95.0]}
-    write_markups_json(tmp_path / "l.mrk.json", lands)
+    write_markups(tmp_path / "l.mrk.json", lands)
     spec = load_ct_specimen(tmp_path / "series", landmarks=tmp_path / "l.mrk.json", specimen_id="case1")
     np.testing.assert_array_equal(spec.ct_hu, hu.astype(np.float32))  # RescaleIntercept applied, slices sorted
     assert spec.spacing == pytest.approx((0.8, 0.8, 2.5)) and spec.origin == pytest.approx((-5.0, -6.0, -100.0))
@@ -163,10 +159,10 @@ def test_chest_lesions(tmp_path):
 def test_landmark_files(tmp_path):
     lands = {"ASIS-l": [120.5, -30.25, 40.0], "IPS-r": [-3.0, 5.5, -60.125]}
     for cs in ("LPS", "RAS"):
-        write_markups_json(tmp_path / f"{cs}.mrk.json", lands, cs)
-        write_fcsv(tmp_path / f"{cs}.fcsv", lands, cs)
+        write_markups(tmp_path / f"{cs}.mrk.json", lands, coordinate_system=cs)
+        write_markups(tmp_path / f"{cs}.fcsv", lands, coordinate_system=cs)
         for f in (f"{cs}.mrk.json", f"{cs}.fcsv"):
-            got = read_landmarks(tmp_path / f)
+            got = read_markups(tmp_path / f)
             assert list(got) == list(lands)
             for k in lands:
                 np.testing.assert_allclose(got[k], lands[k], atol=1e-6)
@@ -174,12 +170,12 @@ def test_landmark_files(tmp_path):
     np.testing.assert_allclose(doc["markups"][0]["controlPoints"][0]["position"], [-120.5, 30.25, 40.0])
     # older .fcsv: "CoordinateSystem = 0" is RAS; no header is RAS; undefined markups points are skipped
     (tmp_path / "old.fcsv").write_text("# CoordinateSystem = 0\nnode_0,1,2,3,0,0,0,1,1,1,0,FH-l,,\n")
-    np.testing.assert_allclose(read_landmarks(tmp_path / "old.fcsv")["FH-l"], [-1, -2, 3])
+    np.testing.assert_allclose(read_markups(tmp_path / "old.fcsv")["FH-l"], [-1, -2, 3])
     (tmp_path / "bare.fcsv").write_text("n0,1,2,3,0,0,0,1,1,1,0,FH-l,,\n")
-    np.testing.assert_allclose(read_landmarks(tmp_path / "bare.fcsv")["FH-l"], [-1, -2, 3])
+    np.testing.assert_allclose(read_markups(tmp_path / "bare.fcsv")["FH-l"], [-1, -2, 3])
     doc["markups"][0]["controlPoints"][1]["positionStatus"] = "undefined"
     (tmp_path / "u.mrk.json").write_text(json.dumps(doc))
-    assert list(read_landmarks(tmp_path / "u.mrk.json")) == ["ASIS-l"]
+    assert list(read_markups(tmp_path / "u.mrk.json")) == ["ASIS-l"]
 
 
 @pytest.mark.parametrize("content, match", [
@@ -193,7 +189,7 @@ def test_landmark_files(tmp_path):
 def test_bad_landmark_files(tmp_path, content, match):
     (tmp_path / "bad.mrk.json").write_text(content)
     with pytest.raises(DataError, match=match) as e:
-        read_landmarks(tmp_path / "bad.mrk.json")
+        read_markups(tmp_path / "bad.mrk.json")
     assert "bad.mrk.json" in str(e.value)
 
 

@@ -70,3 +70,75 @@ def test_unknown_device_and_bad_sizes():
         g.get_device("ct-scanner")
     with pytest.raises(ConfigError, match="parameter 'size'"):
         g.CIOS_FUSION.binned(-5)
+
+
+def _camera_pose():
+    return g.carm_pose(np.array([5.0, -3.0, 40.0]), 700.0, lao_deg=25, cran_deg=-10, roll_deg=4)
+
+
+@pytest.mark.parametrize("scale", [1.0, -3.5, 1e-3])
+def test_camera_round_trip_from_projection(scale):
+    dev = g.CIOS_FUSION.binned(360)
+    pose = _camera_pose()
+    P = g.projection_matrix(dev, pose)
+    cam = g.Camera.from_projection(scale * P, dev.sdd_mm, (dev.cols, dev.rows))
+    assert cam.pixel_mm == pytest.approx(dev.pixel_mm, rel=1e-12)
+    assert cam.sdd_mm == dev.sdd_mm and cam.size == (360, 360)
+    np.testing.assert_allclose(cam.K, dev.K, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(cam.pose.R, pose.R, atol=1e-12)
+    np.testing.assert_allclose(cam.pose.t, pose.t, atol=1e-8)
+    np.testing.assert_allclose(cam.source_lps, pose.source_lps, atol=1e-8)
+    np.testing.assert_allclose(cam.pixel_from_world, P, rtol=1e-10, atol=1e-8)
+    direct = g.Camera.from_device(dev, pose)
+    np.testing.assert_array_equal(direct.pixel_from_world, P)
+    assert direct.pixel_mm == pytest.approx(dev.pixel_mm)
+
+
+def test_camera_of_negative_focal_projection_is_a_proper_rotation():
+    # DeepFluoro-like: negative focal lengths; the same projective map, positive focal lengths and det R = +1
+    dev = g.CIOS_FUSION.binned(360)
+    pose = _camera_pose()
+    K = dev.K.copy()
+    K[0, 0] *= -1
+    K[1, 1] *= -1
+    P = K @ pose.extrinsic
+    cam = g.Camera.from_projection(P, dev.sdd_mm)
+    assert np.linalg.det(cam.pose.R) == pytest.approx(1.0) and min(cam.focal_px) > 0
+    assert cam.pixel_mm == pytest.approx(dev.pixel_mm, rel=1e-12) and cam.size is None
+    X = np.random.default_rng(1).normal(0, 50, (20, 3))
+    np.testing.assert_allclose(cam.project(X)[0], g.project_points(P, X)[0], atol=1e-8)
+
+
+def test_pixel_from_world_projects_a_known_point_analytically():
+    f, pitch, sdd = 1000.0 / 0.5, 0.5, 1000.0
+    K = np.array([[f, 0, 99.5], [0, f, 49.5], [0, 0, 1.0]])
+    pose = g.Pose(R=np.eye(3), t=np.array([0.0, 0.0, 600.0]))  # source 600 mm before the world origin
+    cam = g.Camera(K, pose, sdd, (200, 100))
+    assert cam.pixel_mm == pytest.approx(pitch) and cam.principal_point == (99.5, 49.5)
+    # a point 10 mm along +x and 5 mm along +y at the isocentre: magnified by SDD / SID onto the detector
+    uv, depth = cam.project(np.array([[10.0, 5.0, 0.0]]))
+    assert depth[0] == pytest.approx(600.0)
+    assert uv[0] == pytest.approx([99.5 + 10 * sdd / 600 / pitch, 49.5 + 5 * sdd / 600 / pitch])
+    np.testing.assert_allclose(cam.source_lps, [0.0, 0.0, -600.0])
+    # the ray through that pixel passes through the point
+    d = cam.ray_direction(uv)[0]
+    w = np.array([10.0, 5.0, 0.0]) - cam.source_lps
+    np.testing.assert_allclose(d, w / np.linalg.norm(w), atol=1e-12)
+
+
+def test_camera_transform_compositions_invert():
+    dev = g.CIOS_FUSION.binned(180)
+    cam = g.Camera.from_device(dev, _camera_pose())
+    np.testing.assert_allclose(cam.world_from_camera @ cam.camera_from_world, np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(cam.camera_from_world @ cam.world_from_camera, np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(cam.camera_from_pixel @ cam.pixel_from_camera, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(cam.pixel_from_camera @ cam.camera_from_world[:3], cam.pixel_from_world, atol=1e-9)
+    # camera origin is the source; world_from_camera maps it there
+    np.testing.assert_allclose(cam.world_from_camera @ [0, 0, 0, 1.0], [*cam.source_lps, 1.0], atol=1e-9)
+    # as_cameras / projection_array: cameras and P arrays are interchangeable
+    cams = g.as_cameras(np.stack([cam.P, cam.P]), dev.sdd_mm, dev_size := (dev.cols, dev.rows))
+    assert len(cams) == 2 and cams[0].size == dev_size
+    np.testing.assert_allclose(g.projection_array(cams), np.stack([cam.P, cam.P]), rtol=1e-10, atol=1e-8)
+    assert g.as_cameras(cam, 1.0)[0] is cam
+    with pytest.raises(ConfigError):
+        g.Camera.from_projection(np.zeros((3, 3)), 1000.0)

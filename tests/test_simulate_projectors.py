@@ -248,3 +248,44 @@ def test_render_uses_cuda_when_available(phantom):
     cpu = get_projector("naive").render(phantom, P, (40, 40))
     gpu = get_projector("naive", device="cuda").render(phantom, P, (40, 40))
     np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_deepdrr_mapping_half_pixel_and_photon_count_per_area():
+    from synthex_lib.simulate.deepdrr_adapter import deepdrr_intrinsic, deepdrr_photon_count
+    from synthex_lib.simulate.projectors import RealisticProjector
+
+    dev = g.CIOS_FUSION.binned(90)
+    pose = g.carm_pose(np.array([3.0, -2.0, 10.0]), 600.0, lao_deg=20.0, cran_deg=-5.0)
+    cam = g.Camera.from_projection(g.projection_matrix(dev, pose), dev.sdd_mm, (dev.cols, dev.rows))
+    Kd = deepdrr_intrinsic(cam)  # noqa: N806
+    dd = g.Camera(Kd, cam.pose, cam.sdd_mm, cam.size)
+    uv = np.array([[0.0, 0.0], [17.0, 42.0], [89.0, 89.0]])
+    # DeepDRR's ray of pixel (u, v) goes through (u + 0.5, v + 0.5) of its camera: our ray of pixel (u, v)
+    np.testing.assert_allclose(dd.ray_direction(uv + 0.5), cam.ray_direction(uv), atol=1e-12)
+    X = cam.source_lps + 700.0 * cam.ray_direction(uv)  # world points on our rays
+    np.testing.assert_allclose(dd.project(X)[0], uv + 0.5, atol=1e-9)
+    assert dd.pixel_mm == pytest.approx(cam.pixel_mm)
+    # photons per mm^2 of detector: DeepDRR's per-output-pixel count matches RealisticProjector's
+    real = RealisticProjector(photon_count=10000.0, photon_pixel_mm=0.194, sdd_mm=dev.sdd_mm)
+    n_dd = deepdrr_photon_count(SimpleNamespace(photon_count=10000.0, photon_pixel_mm=0.194), cam)
+    assert n_dd / cam.pixel_mm**2 == pytest.approx(10000.0 / 0.194**2)
+    assert n_dd == pytest.approx(real.photons_per_pixel(cam.P, 1)[0], rel=1e-12)
+    assert real.photons_per_pixel(cam, 1)[0] == pytest.approx(n_dd, rel=1e-12)
+    assert deepdrr_photon_count(real, cam) == pytest.approx(n_dd)
+    assert deepdrr_photon_count(SimpleNamespace(photon_count=500.0, photon_pixel_mm=None), cam) == 500.0
+
+
+def test_projectors_and_labels_accept_cameras(phantom):
+    from synthex_lib.simulate.labels import project_landmarks, structure_path_lengths
+
+    P = _P(2)
+    cams = g.as_cameras(P, 1000.0, (40, 40))
+    pr = get_projector("naive")
+    np.testing.assert_allclose(pr.render(phantom, cams, (40, 40)), pr.render(phantom, P, (40, 40)), atol=1e-5)
+    vol = (np.asarray(phantom.ct_hu) > 300).astype(np.uint8)
+    a = structure_path_lengths(vol, phantom.spacing, phantom.origin, cams, (40, 40), (1,), None)
+    b = structure_path_lengths(vol, phantom.spacing, phantom.origin, P, (40, 40), (1,), None)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+    pts = np.array([[0.0, 0.0, 0.0], [5.0, 3.0, -2.0]])
+    np.testing.assert_allclose(project_landmarks(cams, pts, (40, 40))[0], project_landmarks(P, pts, (40, 40))[0],
+                               atol=1e-8)

@@ -50,7 +50,7 @@ from synthex_lib.anatomy.tool import ToolSceneAnatomy, sample_tool_params
 from synthex_lib.core import paths
 from synthex_lib.core.config import PROFILES, Profile, get_profile
 from synthex_lib.core.errors import ConfigError, DataError
-from synthex_lib.core.hashing import stable_hash
+from synthex_lib.core.hashing import sha256_file, stable_hash
 
 COHORTS = ("lab", "scale", "chest", "tool")
 #: group of the lab's cross-scanner specimen (DeepFluoro has six; the paper's Loop-X specimen is the 7th)
@@ -120,7 +120,7 @@ def save_specimen(s: Specimen, folder: Path) -> dict[str, str]:
     io.write_markups(folder / "landmarks.mrk.json", s.landmarks, name=s.specimen_id)
     io.write_json(folder / "specimen.json", {"kind": s.kind, "specimen_id": s.specimen_id, "meta": s.meta,
                                              "anatomy": anatomy_to_dict(s.anatomy)})
-    return {name: io.sha256_file(folder / name) for name in sorted(files)}
+    return {name: sha256_file(folder / name) for name in sorted(files)}
 
 
 def read_specimen(folder: Path) -> Specimen:
@@ -167,7 +167,7 @@ def _member_ok(folder: Path, entry: dict[str, Any] | None) -> bool:
         return False
     sub = folder / entry["specimen_id"]
     try:
-        return all((sub / n).exists() and io.sha256_file(sub / n) == h for n, h in entry["files"].items())
+        return all((sub / n).exists() and sha256_file(sub / n) == h for n, h in entry["files"].items())
     except OSError:
         return False
 

@@ -9,7 +9,8 @@ import numpy as np
 from synthex_lib import __version__
 from synthex_lib.anatomy.chest import ChestAnatomy, ChestParams, sample_chest_params
 from synthex_lib.anatomy.ctscan import ScanParams, sample_scan_params, scan
-from synthex_lib.anatomy.hip import HipAnatomy, HipParams, sample_hip_params
+from synthex_lib.anatomy.hip import HipAnatomy
+from synthex_lib.anatomy.hip_params import HipParams, sample_hip_params
 from synthex_lib.anatomy.raster import Anatomy
 from synthex_lib.anatomy.specimen import Specimen
 from synthex_lib.anatomy.tool import ToolParams, ToolSceneAnatomy

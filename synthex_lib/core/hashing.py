@@ -35,7 +35,8 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy arrays and scalars, paths, tuples and sets."""
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, np.generic):
@@ -49,7 +50,7 @@ def _json_default(o: Any) -> Any:
 
 def canonical_json(obj: Any) -> str:
     """The JSON text that every key hashes: sorted keys, tuples as lists, numpy scalars as Python numbers."""
-    return json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

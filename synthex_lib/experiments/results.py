@@ -22,24 +22,13 @@ import torch
 from synthex_lib import __version__
 from synthex_lib.core import paths
 from synthex_lib.core.errors import DataError
+from synthex_lib.core.hashing import json_default
 
 
 def run_id(kind: str, parameters: dict[str, Any]) -> str:
     """Deterministic id of a run: kind plus the first 12 hex digits of the parameters' sha256."""
-    blob = json.dumps({"kind": kind, **parameters}, sort_keys=True, default=_default).encode()
+    blob = json.dumps({"kind": kind, **parameters}, sort_keys=True, default=json_default).encode()
     return f"{kind}-{hashlib.sha256(blob).hexdigest()[:12]}"
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, tuple | set):
-        return list(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def now_iso() -> str:
@@ -68,7 +57,7 @@ def make_record(kind: str, parameters: dict[str, Any], metrics: dict[str, Any], 
     if extra:
         rec.update(extra)
     body = json.dumps({k: rec[k] for k in ("kind", "parameters", "metrics", "per_image")}, sort_keys=True,
-                      default=_default).encode()
+                      default=json_default).encode()
     rec["content_sha256"] = hashlib.sha256(body).hexdigest()
     return rec
 
@@ -79,7 +68,7 @@ def record_path(profile: str, rid: str) -> Path:
 
 def save_record(record: dict[str, Any], profile: str) -> Path:
     path = record_path(profile, record["run_id"])
-    paths.atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=_default))
+    paths.atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=json_default))
     return path
 
 

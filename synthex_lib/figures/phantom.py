@@ -15,7 +15,8 @@ import torch
 from synthex_lib.core.constants import HIP_LANDMARK_LABELS, HIP_LANDMARKS
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.core.seeding import seeded_rng
-from synthex_lib.randomization.pipeline import DomainRandomization, EffectNode
+from synthex_lib.randomization.config import EffectNode
+from synthex_lib.randomization.pipeline import DomainRandomization
 from synthex_lib.randomization.presets import preset_config
 
 #: Label under each phantom landmark, in landmark order.

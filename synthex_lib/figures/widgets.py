@@ -20,7 +20,7 @@ from IPython.display import display
 from synthex_lib.figures.overlay import as_batch, batch_item, draw_sample
 from synthex_lib.randomization import DomainRandomization, effect_class, preset_config, preset_names
 from synthex_lib.randomization.base import Param
-from synthex_lib.randomization.pipeline import _Builder
+from synthex_lib.randomization.config import StepBuilder
 
 _LAYOUT = w.Layout(width="360px")
 _STYLE = {"description_width": "110px"}
@@ -179,7 +179,7 @@ class DRExplorer:
 def _named_steps(steps: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(name, step) for every effect step and every named group, named as the pipeline names them."""
 
-    names = _Builder()
+    names = StepBuilder()
     out: list[tuple[str, dict[str, Any]]] = []
 
     def walk(items: list[dict[str, Any]]) -> None:

@@ -1,7 +1,9 @@
 """Real data: dataset manifests, download/import/verification, and loaders.
 
 * :mod:`synthex_lib.realdata.manifest`: the YAML manifests of ``data_manifests/``.
-* :mod:`synthex_lib.realdata.fetch`: pooch downloads (sha256, resume, safe unzip), import, verify, lock file.
+* :mod:`synthex_lib.realdata.fetch`: fetch, import, verify and status of a dataset (the entry points), built on
+  :mod:`~synthex_lib.realdata.download` (pooch, sha256, resume), :mod:`~synthex_lib.realdata.archives`
+  (safe unzip) and :mod:`~synthex_lib.realdata.lockfile` (first-seen hashes).
 * :mod:`synthex_lib.realdata.deepfluoro`: DeepFluoro full resolution
   (:class:`~synthex_lib.realdata.deepfluoro.DeepFluoro`)
   and the ``"deepfluoro"`` controlled-study source.

@@ -8,9 +8,10 @@ axis-aligned grid, so the arrays are ``[z, y, x]`` with ``origin`` the LPS posit
 ``[0, 0, 0]`` as :class:`~synthex_lib.anatomy.specimen.Specimen` requires. Label maps are
 resampled onto the CT grid (nearest neighbour) when their grid differs.
 
-Landmarks come from 3D Slicer markups: ``.mrk.json`` (``coordinateSystem`` LPS or RAS) or the
-older ``.fcsv`` (``# CoordinateSystem = LPS | RAS | 0 | 1``; RAS when absent, as older Slicer
-wrote). Points whose position is undefined are left out (the specimen reports them as NaN).
+Landmarks come from 3D Slicer markups, read by :func:`synthex_lib.anatomy.io.read_markups`:
+``.mrk.json`` (``coordinateSystem`` LPS or RAS) or the older ``.fcsv`` (``# CoordinateSystem = LPS |
+RAS | 0 | 1``; RAS when absent, as older Slicer wrote). Points whose position is undefined are left
+out (the specimen reports them as NaN). Reorientation is :func:`synthex_lib.anatomy.io.to_lps_axes`.
 
 Label maps of other datasets are mapped to the hip ids of :data:`synthex_lib.core.constants.HIP_LABELS`
 with ``label_map`` (a dict, or a preset name from :data:`LABEL_MAPS`); a folder of per-structure
@@ -19,7 +20,6 @@ masks (TotalSegmentator's ``segmentations/``) is combined with :data:`TOTALSEG_H
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from synthex_lib.anatomy.io import read_markups, to_lps_axes
 from synthex_lib.anatomy.specimen import Specimen
 from synthex_lib.core.errors import ConfigError, DataError
-from synthex_lib.core.paths import atomic_write_text
 
 #: Label presets: file value -> hip label id (values not listed become background).
 LABEL_MAPS: dict[str, dict[int, int]] = {
@@ -91,25 +91,7 @@ def read_image(path: str | os.PathLike[str], series_uid: str | None = None, *, n
     if img.GetNumberOfComponentsPerPixel() != 1:
         n = img.GetNumberOfComponentsPerPixel()
         raise DataError(f"{p}: expected a scalar volume, found {n} components per voxel")
-    return to_lps_axes(img, linear=not nearest)
-
-
-def to_lps_axes(img: Any, linear: bool = True, default: float = -1000.0) -> Any:
-    """Reorient to axes aligned with LPS; resample an oblique volume onto an axis-aligned grid
-    of the same spacing covering it (linear or nearest-neighbour interpolation)."""
-    sitk = _sitk()
-    img = sitk.DICOMOrient(img, "LPS")
-    if np.allclose(img.GetDirection(), np.eye(3).ravel(), atol=1e-5):
-        return img
-    size = np.array(img.GetSize())
-    idx = np.stack(np.meshgrid(*[[0, s - 1] for s in size], indexing="ij"), -1).reshape(-1, 3)
-    corners = np.array([img.TransformContinuousIndexToPhysicalPoint([float(c) for c in i]) for i in idx])
-    lo, hi = corners.min(0), corners.max(0)
-    spacing = np.array(img.GetSpacing())
-    out_size = [int(n) for n in np.ceil((hi - lo) / spacing).astype(int) + 1]
-    interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
-    return sitk.Resample(img, out_size, sitk.Transform(), interp, lo.tolist(), spacing.tolist(),
-                         np.eye(3).ravel().tolist(), default if linear else 0, img.GetPixelID())
+    return to_lps_axes(img, linear=not nearest)[0]
 
 
 def _on_grid(img: Any, ref: Any, nearest: bool = True) -> Any:
@@ -207,7 +189,7 @@ def load_ct_specimen(ct: str | os.PathLike[str], labels: str | os.PathLike[str] 
     elif isinstance(landmarks, Mapping):
         lands = {str(k): np.asarray(v, np.float64).reshape(3) for k, v in landmarks.items()}
     else:
-        lands = read_landmarks(landmarks)
+        lands = read_markups(landmarks)
     sid = specimen_id or _stem(ct_path)
     return Specimen(kind=kind, ct_hu=arr, labels=lab, spacing=img.GetSpacing(), origin=img.GetOrigin(),
                     landmarks=lands, specimen_id=sid, lesion_mask=lesion,
@@ -221,117 +203,3 @@ def _stem(p: Path) -> str:
         if name.lower().endswith(s):
             return name[: -len(s)]
     return name
-
-
-# --- landmarks -----------------------------------------------------------------------------------
-
-def read_landmarks(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Landmarks (name -> LPS mm) from a 3D Slicer ``.mrk.json`` or ``.fcsv`` file."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: landmark file not found")
-    if p.name.lower().endswith(".fcsv"):
-        return _read_fcsv(p)
-    if p.name.lower().endswith(".json"):
-        return _read_markups_json(p)
-    raise DataError(f"{p}: unsupported landmark file; use 3D Slicer markups (.mrk.json) or .fcsv")
-
-
-def _add(out: dict[str, np.ndarray], name: str, xyz: Any, ras: bool, p: Path) -> None:
-    try:
-        v = np.asarray([float(c) for c in xyz], np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{p}: landmark {name!r} has a non-numeric position {xyz!r}") from exc
-    if v.shape != (3,) or not np.isfinite(v).all():
-        raise DataError(f"{p}: landmark {name!r} must have 3 finite coordinates, got {xyz!r}")
-    if not name:
-        raise DataError(f"{p}: a landmark has no label (name)")
-    if name in out:
-        raise DataError(f"{p}: landmark {name!r} appears twice")
-    out[name] = v * np.array([-1.0, -1.0, 1.0]) if ras else v
-
-
-def _read_markups_json(p: Path) -> dict[str, np.ndarray]:
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{p}: not a readable JSON file ({exc})") from exc
-    markups = data.get("markups") if isinstance(data, dict) else None
-    if not isinstance(markups, list) or not markups:
-        raise DataError(f"{p}: not a 3D Slicer markups file (no 'markups' list)")
-    out: dict[str, np.ndarray] = {}
-    for mk in markups:
-        system = str(mk.get("coordinateSystem", "LPS")).upper()
-        if system not in ("LPS", "RAS"):
-            raise DataError(f"{p}: unknown coordinateSystem {system!r} (expected LPS or RAS)")
-        if mk.get("coordinateUnits", "mm") != "mm":
-            raise DataError(f"{p}: coordinateUnits must be mm, got {mk.get('coordinateUnits')!r}")
-        for cp in mk.get("controlPoints", []):
-            if cp.get("positionStatus", "defined") != "defined":
-                continue
-            if "position" not in cp:
-                raise DataError(f"{p}: control point {cp.get('label', '?')!r} has no 'position'")
-            _add(out, str(cp.get("label", "")), cp["position"], system == "RAS", p)
-    return out
-
-
-def _read_fcsv(p: Path) -> dict[str, np.ndarray]:
-    columns = ["id", "x", "y", "z", "ow", "ox", "oy", "oz", "vis", "sel", "lock", "label", "desc", "associatedNodeID"]
-    ras = True
-    out: dict[str, np.ndarray] = {}
-    try:
-        lines = p.read_text().splitlines()
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read ({exc})") from exc
-    for line in lines:
-        if line.startswith("#"):
-            key, _, val = line[1:].partition("=")
-            key, val = key.strip().lower(), val.strip()
-            if key == "coordinatesystem":
-                if val.upper() in ("LPS", "1"):
-                    ras = False
-                elif val.upper() in ("RAS", "0"):
-                    ras = True
-                else:
-                    raise DataError(f"{p}: unknown CoordinateSystem {val!r}")
-            elif key == "columns":
-                columns = [c.strip() for c in val.split(",")]
-            continue
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        if len(fields) < len(columns) - 2:
-            raise DataError(f"{p}: malformed line {line!r} (expected columns {','.join(columns)})")
-        row = dict(zip(columns, fields, strict=False))
-        _add(out, row.get("label", "").strip(), (row.get("x"), row.get("y"), row.get("z")), ras, p)
-    if not out:
-        raise DataError(f"{p}: no landmark in the file")
-    return out
-
-
-def write_markups_json(path: str | os.PathLike[str], landmarks: Mapping[str, Any],
-                       coordinate_system: str = "LPS") -> None:
-    """Write landmarks (name -> LPS mm) as a 3D Slicer markups point list (atomically)."""
-    if coordinate_system not in ("LPS", "RAS"):
-        raise ConfigError(f"parameter 'coordinate_system' must be LPS or RAS, got {coordinate_system!r}")
-    flip = np.array([-1.0, -1.0, 1.0]) if coordinate_system == "RAS" else np.ones(3)
-    points = [{"id": str(i + 1), "label": k, "position": (np.asarray(v, float).reshape(3) * flip).tolist(),
-               "positionStatus": "defined"} for i, (k, v) in enumerate(landmarks.items())]
-    doc = {"@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
-                      "Schema/markups-schema-v1.0.3.json#",
-           "markups": [{"type": "Fiducial", "coordinateSystem": coordinate_system, "coordinateUnits": "mm",
-                        "controlPoints": points}]}
-    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
-
-
-def write_fcsv(path: str | os.PathLike[str], landmarks: Mapping[str, Any], coordinate_system: str = "LPS") -> None:
-    """Write landmarks (name -> LPS mm) as a 3D Slicer ``.fcsv`` file (atomically)."""
-    if coordinate_system not in ("LPS", "RAS"):
-        raise ConfigError(f"parameter 'coordinate_system' must be LPS or RAS, got {coordinate_system!r}")
-    flip = np.array([-1.0, -1.0, 1.0]) if coordinate_system == "RAS" else np.ones(3)
-    lines = ["# Markups fiducial file version = 4.11", f"# CoordinateSystem = {coordinate_system}",
-             "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID"]
-    for i, (k, v) in enumerate(landmarks.items()):
-        x, y, z = np.asarray(v, float).reshape(3) * flip
-        lines.append(f"vtkMRMLMarkupsFiducialNode_{i},{x:.6f},{y:.6f},{z:.6f},0,0,0,1,1,1,0,{k},,")
-    atomic_write_text(path, "\n".join(lines) + "\n")

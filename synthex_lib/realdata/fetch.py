@@ -1,230 +1,39 @@
-"""Download, import, unpack and verify real datasets.
+"""Fetch, import and verify real datasets: the entry points of ``synthex data``.
 
-* Downloads go through :func:`pooch.retrieve` (hash check, temporary file, atomic move) with a
-  resumable HTTP downloader: an interrupted download keeps its bytes in ``.<file>.partial`` and
-  the next ``fetch`` asks the server for the rest (an HTTP ``Range`` request). pooch's own
-  HTTP downloader restarts from zero, hence the small downloader class here.
-* Zip archives are checked before anything is written: a member with an absolute path, a ``..``
-  component, a drive letter or a symbolic link is refused (Python's ``zipfile`` silently rewrites
-  such names instead of refusing them). Extraction goes to a temporary folder first.
+Each job is one module: :mod:`~synthex_lib.realdata.download` (pooch with a resumable HTTP
+downloader), :mod:`~synthex_lib.realdata.archives` (safe unzip: absolute, ``..`` and symbolic-link
+members refused) and :mod:`~synthex_lib.realdata.lockfile` (first-seen hashes). This module
+strings them together:
+
 * Hashes: a manifest's published sha256 wins; where a manifest has none, the first verified
   download or import records the sha256 it saw in the lock file
   ``$SYNTHEX_DATA/real/synthex-data.lock.json`` (and says so), and later fetches and
-  ``verify`` check against it. Unpacked members are hashed too (up to :data:`MAX_HASHED_MEMBERS`
-  files per archive; larger archives record member sizes), so ``verify`` finds a corrupted byte
-  even after the archive was deleted.
+  ``verify`` check against it, for the unpacked members of an archive as well.
+* Files already present and verified are skipped; a dataset the library cannot download raises
+  :class:`AccessRequiredError` saying how to obtain it.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import json
-import logging
 import os
-import re
 import shutil
-import stat
-import tempfile
-import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pooch
-import requests
-from tqdm.auto import tqdm
-
 from synthex_lib.core import paths
 from synthex_lib.core.config import PROFILES
 from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.core.hashing import sha256_file
+from synthex_lib.realdata.archives import check_zip, is_zip, safe_extract
+from synthex_lib.realdata.download import Echo, download
+from synthex_lib.realdata.lockfile import lock_entry, lock_path, member_record, now, read_lock, write_lock_entry
 from synthex_lib.realdata.manifest import FileEntry, Manifest, dataset_dir, load_manifest
-
-#: Archives with more members than this record member sizes only (not per-file sha256).
-MAX_HASHED_MEMBERS = 256
-LOCK_NAME = "synthex-data.lock.json"
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-
-Echo = Callable[[str], None]
 
 
 class AccessRequiredError(DataError):
     """The dataset cannot be downloaded by the library: the message says how to obtain it."""
-
-
-# --- hashing and the lock file ---------------------------------------------------------------
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file (pooch's streaming hash)."""
-
-    return pooch.file_hash(str(path), alg="sha256")
-
-
-def lock_path() -> Path:
-    """The lock file recording first-seen hashes: ``$SYNTHEX_DATA/real/synthex-data.lock.json``."""
-    return paths.data_root() / "real" / LOCK_NAME
-
-
-def read_lock() -> dict[str, Any]:
-    path = lock_path()
-    if not path.exists():
-        return {"version": 1, "datasets": {}}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable lock file ({exc}); fix or delete it (hashes are then recorded "
-                        "again)") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
-        raise DataError(f"{path}: not a synthex lock file (no 'datasets' mapping); fix or delete it")
-    return data
-
-
-def lock_entry(dataset: str, file: str) -> dict[str, Any] | None:
-    return read_lock()["datasets"].get(dataset, {}).get(file)
-
-
-def _write_lock_entry(dataset: str, file: str, entry: dict[str, Any]) -> None:
-    data = read_lock()
-    data["datasets"].setdefault(dataset, {})[file] = entry
-    paths.atomic_write_text(lock_path(), json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --- zip safety --------------------------------------------------------------------------------
-
-def is_zip(path: str | os.PathLike[str]) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(4) in _ZIP_MAGIC
-
-
-def check_zip(path: str | os.PathLike[str]) -> list[zipfile.ZipInfo]:
-    """The members of a zip archive, after refusing unsafe ones.
-
-    Raises :class:`DataError` naming the archive and the member for an absolute path, a drive
-    letter, a ``..`` component or a symbolic link, and for a truncated or corrupted archive.
-    """
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"{path}: not a readable zip archive ({exc}); it may be truncated: delete it and fetch again") \
-            from exc
-    for info in infos:
-        name = info.filename
-        parts = [p for p in re.split(r"[\\/]+", name) if p]
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-            raise DataError(f"{path}: refusing to unpack: member {name!r} has an absolute path")
-        if ".." in parts:
-            raise DataError(f"{path}: refusing to unpack: member {name!r} would escape the target folder ('..')")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise DataError(f"{path}: refusing to unpack: member {name!r} is a symbolic link")
-    return infos
-
-
-def _move_into(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, merging folders and replacing files."""
-    if src.is_dir() and dst.is_dir():
-        for child in src.iterdir():
-            _move_into(child, dst / child.name)
-        src.rmdir()
-    else:
-        if dst.is_dir():
-            shutil.rmtree(dst)
-        os.replace(src, dst)
-
-
-def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[str]:
-    """Unpack a zip into ``dest`` after :func:`check_zip`; returns the extracted files (relative paths).
-
-    Everything is extracted into a temporary folder inside ``dest`` first and then moved into
-    place, so an error (corrupted member, full disk) leaves no half-written file.
-    """
-    archive, dest = Path(archive), Path(dest)
-    infos = check_zip(archive)
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
-    try:
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(tmp)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise DataError(f"{archive}: corrupted zip archive ({exc}); delete it and fetch again") from exc
-        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
-        for child in list(tmp.iterdir()):
-            _move_into(child, dest / child.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if not files and infos:
-        raise DataError(f"{archive}: the archive holds only folders, no files")
-    return files
-
-
-def _member_record(dest: Path, members: list[str]) -> dict[str, Any]:
-    if len(members) <= MAX_HASHED_MEMBERS:
-        return {"members": {m: {"sha256": sha256_file(dest / m), "size": (dest / m).stat().st_size} for m in members}}
-    digest = hashlib.sha256()
-    for m in members:
-        digest.update(f"{m}\0{(dest / m).stat().st_size}\n".encode())
-    return {"member_count": len(members), "members_size_digest": digest.hexdigest(),
-            "members": {m: {"size": (dest / m).stat().st_size} for m in members[:MAX_HASHED_MEMBERS]}}
-
-
-# --- the resumable downloader --------------------------------------------------------------------
-
-class ResumableDownloader:
-    """A pooch downloader (``downloader(url, output_file, pooch)``) that resumes partial downloads.
-
-    Bytes are written to ``partial``; when it already holds bytes, the request asks for the rest
-    with ``Range: bytes=N-``. A server that ignores the range (status 200) restarts the file. On
-    success the partial file is moved onto pooch's temporary output, which pooch then hashes.
-    """
-
-    def __init__(self, partial: Path, progressbar: bool = True, timeout: tuple[float, float] = (15.0, 120.0),
-                 chunk_size: int = 1 << 16) -> None:
-        self.partial = Path(partial)
-        self.progressbar = progressbar
-        self.timeout = timeout
-        self.chunk_size = chunk_size
-        self.resumed_from = 0
-
-    def __call__(self, url: str, output_file: Any, pooch: Any, check_only: bool = False) -> bool | None:
-        if check_only:
-            r = requests.head(url, allow_redirects=True, timeout=self.timeout)
-            return r.status_code == 200
-        offset = self.partial.stat().st_size if self.partial.exists() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        self.resumed_from = 0
-        with requests.get(url, headers=headers, stream=True, timeout=self.timeout, allow_redirects=True) as r:
-            if not (offset and r.status_code == 416):  # 416: the partial file already holds every byte
-                r.raise_for_status()
-                start = _content_range_start(r.headers.get("Content-Range", ""))
-                if offset and r.status_code == 206 and start == offset:
-                    mode, self.resumed_from = "ab", offset
-                else:
-                    mode, offset = "wb", 0
-                length = int(r.headers.get("Content-Length", 0) or 0)
-                with open(self.partial, mode) as fh, tqdm(
-                    total=(offset + length) or None, initial=offset, unit="B", unit_scale=True,
-                    disable=not self.progressbar, desc=self.partial.name.strip(".").removesuffix(".partial"),
-                ) as bar:
-                    for chunk in r.iter_content(self.chunk_size):
-                        fh.write(chunk)
-                        bar.update(len(chunk))
-            else:
-                self.resumed_from = offset
-        out = output_file if isinstance(output_file, str | os.PathLike) else output_file.name
-        os.replace(self.partial, out)
-        return None
-
-
-def _content_range_start(value: str) -> int | None:
-    m = re.match(r"bytes\s+(\d+)-", value)
-    return int(m.group(1)) if m else None
 
 
 # --- reports -------------------------------------------------------------------------------------
@@ -289,36 +98,12 @@ def fetch(dataset: str | Manifest, *, force: bool = False, progress: bool = True
             continue
         known, origin = _reference_hash(m, f)
         target = dest / f.name
-        partial = dest / f".{f.name}.partial"
         if force:
             target.unlink(missing_ok=True)
         before = target.stat().st_ino if target.exists() else None
-        for attempt in (1, 2):
-            downloader = ResumableDownloader(partial, progressbar=progress)
-            pooch_log = pooch.get_logger()
-            level = pooch_log.level
-            pooch_log.setLevel(logging.WARNING)
-            try:
-                pooch.retrieve(f.url, known_hash=f"sha256:{known}" if known else None, fname=f.name, path=dest,
-                               downloader=downloader)
-                break
-            except ValueError as exc:  # pooch: hash mismatch (the temporary file is already deleted)
-                partial.unlink(missing_ok=True)
-                if downloader.resumed_from and attempt == 1:
-                    echo(f"{m.name}/{f.name}: the resumed download did not match its sha256; downloading from scratch")
-                    continue
-                raise DataError(f"{target}: sha256 of the download does not match the {origin} hash ({exc}); "
-                                "nothing was kept: try again, or report a changed file upstream") from exc
-            except requests.exceptions.HTTPError as exc:
-                raise DataError(f"{target}: download failed ({exc}); if the host moved the file, download it by "
-                                f"hand from {m.source.get('listing', m.source['url'])} and run "
-                                f"'synthex data import {m.name} FILE'") from exc
-            except requests.exceptions.RequestException as exc:
-                have = partial.stat().st_size if partial.exists() else 0
-                raise DataError(f"{target}: download interrupted after {have} bytes ({type(exc).__name__}); run "
-                                "the same command again to resume") from exc
-            finally:
-                pooch_log.setLevel(level)
+        download(f.url, target, known=known, origin=origin, progress=progress, echo=echo, label=f"{m.name}/{f.name}",
+                 by_hand=f"if the host moved the file, download it by hand from "
+                         f"{m.source.get('listing', m.source['url'])} and run 'synthex data import {m.name} FILE'")
         if before is not None and target.stat().st_ino == before:
             echo(f"{m.name}/{f.name}: already present, not downloaded again")
         else:
@@ -368,15 +153,15 @@ def _register(m: Manifest, f: FileEntry, stored: Path, *, source: str, known: st
             os.replace(stored, archive)
             stored = archive
     entry: dict[str, Any] = {"sha256": digest, "size": stored.stat().st_size, "source": source,
-                             "recorded": _now(), "stored_as": stored.name,
+                             "recorded": now(), "stored_as": stored.name,
                              "hash_origin": "manifest" if f.sha256 else ("lock" if known else "first-seen")}
     if unpack:
         members = safe_extract(stored, stored.parent)
-        entry.update(_member_record(stored.parent, members))
+        entry.update(member_record(stored.parent, members))
         if report is not None:
             report.unpacked.extend(members)
         echo(f"{m.name}/{stored.name}: unpacked {len(members)} file(s) into {stored.parent}")
-    _write_lock_entry(m.name, f.name, entry)
+    write_lock_entry(m.name, f.name, entry)
     if not f.sha256 and not known:
         if report is not None:
             report.recorded.append(f.name)
@@ -436,12 +221,12 @@ def import_file(dataset: str | Manifest, source: str | os.PathLike[str], *, as_n
     _place(src, target, mode)
     echo(f"{m.name}: imported {src} as {target} ({mode})")
     if member_of is not None:
-        lock = lock_entry(m.name, member_of.name) or {"source": f"import:{src}", "recorded": _now(),
+        lock = lock_entry(m.name, member_of.name) or {"source": f"import:{src}", "recorded": now(),
                                                         "stored_as": member_of.name, "hash_origin": "first-seen"}
         members = dict(lock.get("members") or {})
         members[name] = {"sha256": digest, "size": src.stat().st_size}
         lock["members"] = members
-        _write_lock_entry(m.name, member_of.name, lock)
+        write_lock_entry(m.name, member_of.name, lock)
         if not known:
             echo(f"{m.name}/{name}: no reference hash; recorded the first-seen sha256 {digest} in {lock_path()}")
         return target

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from synthex_lib.core.errors import ConfigError, DataError, require_positive
+from synthex_lib.geometry import Camera, projection_array
 from synthex_lib.simulate.raymarch import line_integrals
 
 #: default minimum projected path length (mm) for a pixel to belong to a structure
@@ -71,8 +72,9 @@ class ProjectedLabels:
         return self.path_mm[:, self.ids.index(label_id)] > self.threshold_mm
 
 
-def _as_batch_P(P: np.ndarray) -> np.ndarray:
-    P = np.asarray(P, dtype=np.float64)
+def _as_batch_P(P: np.ndarray | Camera | Sequence[Camera]) -> np.ndarray:
+    """[B, 3, 4] float64 of a 3x4 / [B, 3, 4] ``P`` or the ``pixel_from_world`` of one or more cameras."""
+    P = np.asarray(projection_array(P), dtype=np.float64)
     if P.shape == (3, 4):
         P = P[None]
     if P.ndim != 3 or P.shape[1:] != (3, 4):
@@ -99,7 +101,7 @@ def structure_path_lengths(volume: np.ndarray, spacing: Sequence[float], origin:
     Args:
         volume: integer label volume ``[z, y, x]`` (or a binary mask).
         spacing: voxel size (x, y, z) mm; ``origin``: LPS mm of voxel [0, 0, 0].
-        P: 3x4 or [B, 3, 4], LPS mm -> pixel (col, row).
+        P: 3x4 or [B, 3, 4], LPS mm -> pixel (col, row), or a :class:`~synthex_lib.geometry.Camera` / cameras.
         size: (W, H) of the image.
         ids: structure ids to measure (one channel each).
         step_mm: ray-marching step in mm, or None for the ray marcher's slice stepping (one bilinear
@@ -196,7 +198,7 @@ def project_landmarks(P: np.ndarray, points_lps: np.ndarray, size: Sequence[int]
     """Project 3D landmarks (LPS mm) into a batch of views.
 
     Args:
-        P: 3x4 or [B, 3, 4].
+        P: 3x4 or [B, 3, 4], or a :class:`~synthex_lib.geometry.Camera` / cameras.
         points_lps: (L, 3) LPS mm; NaN rows (landmark missing on this specimen) give NaN and invisible.
         size: (W, H).
         coverage: optional id -> bool [B, H, W] (e.g. ``{i: labels.covered(i)}``); with

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.linalg import rq
 
 from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.geometry import Camera, as_cameras
 from synthex_lib.simulate.physics import density as dens
 from synthex_lib.simulate.physics import detector as det
 from synthex_lib.simulate.physics import noise as nz
@@ -62,13 +62,22 @@ def _check_quantity(quantity: str) -> None:
         raise ConfigError(f"parameter 'quantity' must be one of {', '.join(QUANTITIES)}, got {quantity!r}")
 
 
-def pixel_pitch_mm(P: np.ndarray, sdd_mm: float) -> float:
+def pixel_pitch_mm(P: np.ndarray | Camera, sdd_mm: float) -> float:
     """Detector pixel pitch (mm) implied by ``P`` for a source-to-detector distance ``sdd_mm``: SDD divided by
-    the focal length in pixels (geometric mean of |fx| and |fy| from the RQ decomposition of ``P[:, :3]``)."""
+    the focal length in pixels (geometric mean of |fx| and |fy|; :meth:`Camera.from_projection`). A
+    :class:`~synthex_lib.geometry.Camera` gives its own pitch (``sdd_mm`` is then ignored)."""
+    if isinstance(P, Camera):
+        return P.pixel_mm
+    return Camera.from_projection(P, sdd_mm).pixel_mm
 
-    K, _ = rq(np.asarray(P, np.float64)[:3, :3])
-    K = K / K[2, 2]
-    return float(sdd_mm / math.sqrt(abs(K[0, 0] * K[1, 1])))
+
+def photons_per_pixel(photon_count: float, photon_pixel_mm: float | None, pixel_mm: float) -> float:
+    """Expected flat-field photons per detector pixel of pitch ``pixel_mm`` (mm) when ``photon_count`` photons
+    fall on one pixel of pitch ``photon_pixel_mm`` (binning sums photons, so the count scales with the pixel
+    area); ``photon_pixel_mm=None``: ``photon_count`` per pixel whatever its size."""
+    if photon_pixel_mm is None:
+        return float(photon_count)
+    return float(photon_count) * (float(pixel_mm) / float(photon_pixel_mm)) ** 2
 
 
 @contextmanager
@@ -300,9 +309,9 @@ class RealisticProjector(_CTProjector):
         signal, trans = det.polychromatic_signal(A, mu, self.spectrum)
         flat = det.flat_field_signal(self.spectrum)
         if self.scatter:
-            Pb = as_projection_batch(P)
+            cams = self.cameras(P, (signal.shape[-1], signal.shape[-2]))
             for b in range(signal.shape[0]):
-                pitch = pixel_pitch_mm(Pb[min(b, len(Pb) - 1)], self.sdd_mm)
+                pitch = cams[min(b, len(cams) - 1)].pixel_mm
                 s = sc.scatter_estimate(signal[b], trans[b], pitch, self.scatter_amplitude, self.scatter_beta,
                                         self.scatter_sigma_mm)
                 trans[b] = trans[b] + s / flat
@@ -320,14 +329,20 @@ class RealisticProjector(_CTProjector):
             return signal
         return det.neglog(signal, flat, floor=0.1 / max(counts))
 
+    def cameras(self, P, size: Sequence[int] | None = None) -> list[Camera]:
+        """The :class:`~synthex_lib.geometry.Camera` of each view: given cameras as they are, a bare ``P``
+        decomposed for this projector's ``sdd_mm``."""
+        as_projection_batch(P)
+        return as_cameras(P, self.sdd_mm, size)
+
     def photons_per_pixel(self, P, batch: int) -> list[float]:
         """Expected flat-field photons per pixel of each image: ``photon_count`` scaled by the pixel area
-        relative to ``photon_pixel_mm`` (binning sums photons)."""
+        relative to ``photon_pixel_mm`` (binning sums photons; :func:`photons_per_pixel`)."""
         if self.photon_pixel_mm is None:
             return [float(self.photon_count)] * batch
-        Pb = as_projection_batch(P)
-        return [float(self.photon_count) * (pixel_pitch_mm(Pb[min(b, len(Pb) - 1)], self.sdd_mm)
-                                            / self.photon_pixel_mm) ** 2 for b in range(batch)]
+        cams = self.cameras(P)
+        return [photons_per_pixel(self.photon_count, self.photon_pixel_mm, cams[min(b, len(cams) - 1)].pixel_mm)
+                for b in range(batch)]
 
     def _render(self, volume, P, size, quantity, rng, device) -> torch.Tensor:
         return self.image_from_area_density(self.area_density(volume, P, size, device), P, quantity, rng)

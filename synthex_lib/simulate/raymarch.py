@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from synthex_lib.core.errors import ConfigError
+from synthex_lib.geometry import Camera, projection_array
 
 try:  # numba is a main dependency; the torch back end is the fallback if it cannot be imported
     import numba
@@ -61,9 +62,11 @@ DEFAULT_TILE_BYTES = 256 * 2**20
 
 # --- geometry ----------------------------------------------------------------------------------
 
-def as_projection_batch(P: np.ndarray | torch.Tensor | Sequence) -> np.ndarray:
-    """``P`` as a float64 array ``[B, 3, 4]``; raises :class:`ConfigError` for a wrong shape, non-finite
+def as_projection_batch(P: np.ndarray | torch.Tensor | Sequence | Camera) -> np.ndarray:
+    """``P`` (or the ``pixel_from_world`` of a :class:`~synthex_lib.geometry.Camera` or a sequence of them)
+    as a float64 array ``[B, 3, 4]``; raises :class:`ConfigError` for a wrong shape, non-finite
     values or a singular left 3x3 block (no unique source)."""
+    P = projection_array(P)
     if isinstance(P, torch.Tensor):
         P = P.detach().cpu().numpy()
     arr = np.asarray(P, dtype=np.float64)
@@ -156,6 +159,15 @@ if HAVE_NUMBA:
         return cx, cy, cz, dx, dy, dz, t0, t1
 
     @njit(cache=True)
+    def _layout(shape, mat):  # pragma: no cover - compiled
+        """The preamble shared by both kernels: ``(nz, ny, nx, C, sx, sy, sz, single)`` from ``shape`` =
+        (Z, Y, X, V values per voxel, C outputs): voxel strides (in values) along x, y, z of the flat volume,
+        and whether the single-channel fast path applies."""
+        nz, ny, nx, V, C = shape[0], shape[1], shape[2], shape[3], shape[4]
+        single = mat.size == 0 and C == 1
+        return nz, ny, nx, C, V, nx * V, ny * nx * V, single
+
+    @njit(cache=True)
     def _corner_weight(i, n, a):  # pragma: no cover - compiled
         """Weight of corner ``i`` (0 or 1 away from the floor) for fraction ``a``, 0 if outside [0, n)."""
         return 0.0 if (i < 0 or i >= n) else 1.0
@@ -237,12 +249,8 @@ if HAVE_NUMBA:
 
     @njit(parallel=True, cache=True)
     def _march_joseph(flat, mat, shape, src, A, Minv, sign, W, H, out):  # pragma: no cover - compiled
-        nz, ny, nx, V, C = shape[0], shape[1], shape[2], shape[3], shape[4]  # V values per voxel, C outputs
-        sx = V
-        sy = nx * V
-        sz = ny * nx * V
+        nz, ny, nx, C, sx, sy, sz, single = _layout(shape, mat)
         B = src.shape[0]
-        single = mat.size == 0 and C == 1
         material_mode = mat.size > 0
         for br in prange(B * H):
             b = br // H
@@ -358,12 +366,8 @@ if HAVE_NUMBA:
 
     @njit(parallel=True, cache=True)
     def _march_uniform(flat, mat, shape, src, A, Minv, sign, W, H, step, out):  # pragma: no cover - compiled
-        nz, ny, nx, V, C = shape[0], shape[1], shape[2], shape[3], shape[4]  # V values per voxel, C outputs
-        sx = V
-        sy = nx * V
-        sz = ny * nx * V
+        nz, ny, nx, C, sx, sy, sz, single = _layout(shape, mat)
         B = src.shape[0]
-        single = mat.size == 0 and C == 1
         for br in prange(B * H):
             b = br // H
             r = br - b * H
@@ -563,6 +567,13 @@ def _check_common(size, step_mm, spacing, origin):
     return W, H, sp, org
 
 
+def _ray_preamble(P, sp, org, shape_zyx, dev: torch.device, backend: str | None):
+    """The ray setup shared by both back ends and both entry points: per-pose frames in voxel-index
+    units (:func:`pose_frames`) and the back end to run, ``(src, A, Minv, sign, backend)``."""
+    src, A, Minv, sign = pose_frames(as_projection_batch(P), sp, org, shape_zyx)
+    return src, A, Minv, sign, _pick_backend(backend, dev)
+
+
 def _pick_backend(backend: str | None, dev: torch.device) -> str:
     if backend is None:
         return "numba" if (HAVE_NUMBA and dev.type == "cpu") else "torch"
@@ -610,8 +621,8 @@ def line_integrals(channels: torch.Tensor | np.ndarray, spacing: Sequence[float]
     if channels.ndim != 4:
         raise ConfigError(f"parameter 'channels' must be [C, Z, Y, X], got shape {tuple(channels.shape)}")
     dev = torch.device(device) if device is not None else channels.device
-    src, A, Minv, sign = pose_frames(as_projection_batch(P), sp, org, channels.shape[1:])
-    if _pick_backend(backend, dev) == "numba":
+    src, A, Minv, sign, engine = _ray_preamble(P, sp, org, channels.shape[1:], dev, backend)
+    if engine == "numba":
         vol = channels.detach().to("cpu", torch.float32).permute(1, 2, 3, 0).contiguous().numpy()
         return torch.from_numpy(_numba_line_integrals(vol, src, A, Minv, sign, W, H, step_mm))
     with torch.no_grad():
@@ -645,8 +656,8 @@ def material_line_integrals(density: torch.Tensor | np.ndarray, material: torch.
     if not (isinstance(n_materials, int) and 0 < n_materials <= 255):
         raise ConfigError(f"parameter 'n_materials' must be an integer in 1..255, got {n_materials!r}")
     dev = torch.device(device) if device is not None else density.device
-    src, A, Minv, sign = pose_frames(as_projection_batch(P), sp, org, density.shape)
-    if _pick_backend(backend, dev) == "numba":
+    src, A, Minv, sign, engine = _ray_preamble(P, sp, org, density.shape, dev, backend)
+    if engine == "numba":
         dens = density.detach().to("cpu", torch.float32).contiguous().numpy()[..., None]
         mat = material.detach().to("cpu")
         if mat.dtype != torch.uint8:

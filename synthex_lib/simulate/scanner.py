@@ -54,7 +54,6 @@ from synthex_lib.core.seeding import seeded_rng
 from synthex_lib.simulate import foreign as fo
 from synthex_lib.simulate import hardware as hw
 from synthex_lib.simulate.physics.scatter import scatter_estimate
-from synthex_lib.simulate.projectors import pixel_pitch_mm
 from synthex_lib.simulate.raymarch import line_integrals
 
 #: CsI scintillator: xraydb formula and density (g/cm^3)
@@ -399,7 +398,8 @@ class EmulatedScanner:
         Args:
             specimen: a lab specimen (with ``.anatomy``) or any object with an ``anatomy`` exposing
                 ``rasterize(spacing_mm)`` (e.g. :class:`VoxelAnatomy`).
-            P: [B, 3, 4] or [3, 4]; size: (W, H); rngs: one generator per image (noise, collimation,
+            P: [B, 3, 4] or [3, 4], or :class:`~synthex_lib.geometry.Camera` s; size: (W, H);
+            rngs: one generator per image (noise, collimation,
                 foreign objects, grid phase).
             kind: ``hip``, ``tool`` or ``chest`` (which foreign objects, see :mod:`~synthex_lib.simulate.foreign`).
             seed: experiment seed of the per-specimen implants.
@@ -408,13 +408,14 @@ class EmulatedScanner:
         """
 
         m = self.model
-        Pb = np.asarray(P, np.float64)
+        Pb = np.asarray(geometry.projection_array(P), np.float64)
         if Pb.ndim == 2:
             Pb = Pb[None]
         w, h = (int(s) for s in size)
         if len(rngs) != len(Pb):
             raise ConfigError(f"scanner {m.name}: {len(rngs)} generators for {len(Pb)} images; give one per image")
-        pixel_mm = pixel_pitch_mm(Pb[0], m.device.sdd_mm)
+        cams = geometry.as_cameras(P, m.device.sdd_mm, (w, h))  # given cameras keep their own SDD
+        pixel_mm = cams[0].pixel_mm
         area = pixel_mm**2
         ids, A, prep = self.area_densities(specimen, Pb, (w, h))
         e, fluence = self.spectra((w, h), pixel_mm)  # [n_axis, E]
@@ -464,7 +465,7 @@ class EmulatedScanner:
             s_mean = det_s * mas
             counts_ph = r_noise.poisson(n_mean)
             noisy = counts_ph * (s_mean / np.maximum(n_mean, 1e-30))
-            focal_sigma = self._focal_sigma_at_detector(Pb[b], prep)
+            focal_sigma = self._focal_sigma_at_detector(cams[b], prep)
             blurred = hw.apply_mtf(noisy, pixel_mm, hw.detector_mtf(m.mtf50_cyc_per_mm, focal_sigma))
             full_scale = m.saturation_ratio * float(np.median(s_mean[c0:c1, d0:d1]))
             x = blurred / full_scale + r_noise.normal(0.0, m.electronic_noise_lsb / top, blurred.shape)
@@ -482,9 +483,9 @@ class EmulatedScanner:
                                          log=log, output=outs[b].copy(), foreign=list(scene.kinds), mas=mas))
         return (outs, stages) if return_stages else outs
 
-    def _focal_sigma_at_detector(self, P: np.ndarray, prep: _Prepared) -> float:
+    def _focal_sigma_at_detector(self, camera: geometry.Camera, prep: _Prepared) -> float:
         """Focal-spot penumbra (standard deviation, mm) at the detector for an object at the anatomy's centre."""
-        src, _, _ = geometry.decompose_projection(P)
+        src = camera.source_lps
         centre = 0.5 * (prep.bounds[0] + prep.bounds[1])
         sod = float(np.linalg.norm(centre - src))
         sdd = self.model.device.sdd_mm

@@ -7,6 +7,8 @@ projectors need array axes aligned with LPS (``[z, y, x]``, increasing index = i
   with ``SimpleITK.DICOMOrient`` (no interpolation);
 * an oblique direction matrix is resampled (trilinear, air = -1024 HU outside) onto an axis-aligned grid that
   covers the volume, at the input's finest spacing.
+
+Both are :func:`synthex_lib.anatomy.io.to_lps_axes`, the library's one reorientation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from synthex_lib.anatomy.io import to_lps_axes
 from synthex_lib.core.errors import DataError
 
 AIR_HU = -1024.0
@@ -41,30 +44,6 @@ class Volume:
         return np.asarray(self.origin) + (np.array([x, y, z]) - 1) / 2 * np.asarray(self.spacing)
 
 
-def _to_lps_aligned(img):
-    d = np.asarray(img.GetDirection(), np.float64).reshape(3, 3)
-    if np.allclose(d, np.eye(3), atol=1e-6):
-        return img, "identity"
-    if np.allclose(np.abs(d), np.round(np.abs(d)), atol=1e-6):
-        out = sitk.DICOMOrient(img, "LPS")
-        if np.allclose(np.asarray(out.GetDirection()).reshape(3, 3), np.eye(3), atol=1e-6):
-            return out, "reoriented"
-    # oblique: resample onto an axis-aligned grid covering the 8 corners
-    size = np.array(img.GetSize())
-    corners = np.array([[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)],
-                       np.float64)
-    pts = np.array([img.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
-    sp = float(min(img.GetSpacing()))
-    lo, hi = pts.min(0), pts.max(0)
-    new_size = [int(np.ceil((h - lo_) / sp)) + 1 for lo_, h in zip(lo, hi, strict=True)]
-    ref = sitk.Image(new_size, sitk.sitkFloat32)
-    ref.SetSpacing([sp] * 3)
-    ref.SetOrigin(lo.tolist())
-    ref.SetDirection(np.eye(3).reshape(-1).tolist())
-    out = sitk.Resample(sitk.Cast(img, sitk.sitkFloat32), ref, sitk.Transform(), sitk.sitkLinear, AIR_HU)
-    return out, "resampled"
-
-
 def volume_from_file(path: str | Path) -> Volume:
     """Read a CT (HU) file into a :class:`Volume` usable by every projector's ``render``.
 
@@ -82,7 +61,7 @@ def volume_from_file(path: str | Path) -> Volume:
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(f"CT file {p}: expected a 3D scalar image, got dimension {img.GetDimension()} with "
                         f"{img.GetNumberOfComponentsPerPixel()} components")
-    img, how = _to_lps_aligned(img)
+    img, how = to_lps_axes(img, default=AIR_HU, isotropic=True)
     hu = sitk.GetArrayFromImage(img).astype(np.float32)  # [z, y, x]
     if not np.isfinite(hu).all():
         raise DataError(f"CT file {p}: contains NaN or inf values; clean the volume first")
