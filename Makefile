@@ -17,10 +17,10 @@ NBVAL_STRICT := notebooks/00_virtual_lab.ipynb notebooks/01_simulation.ipynb not
 NBVAL_LAX := notebooks/04_training.ipynb notebooks/05_results_hip.ipynb
 NBVAL_OPTS := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --nbval-cell-timeout=900
 
-.PHONY: venv data book test unit nbval book-check nbval-refresh lint bench lock clean help
+.PHONY: venv data book test unit nbval book-check nbval-refresh lint bench bench-gpu deepdrr-env lock clean help
 
 help:
-	@echo "make book | make test | make nbval-refresh | make bench | make lint | make clean"
+	@echo "make book | make test | make nbval-refresh | make bench | make bench-gpu | make deepdrr-env | make lint | make clean"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "python3.11 not found"; exit 1; }
@@ -63,6 +63,29 @@ bench: venv
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m synthex_lib.bench drr
 	$(BIN)/python -m synthex_lib.bench dr
+
+# On a CUDA machine: nanodrr (torch + Triton), DiffDRR, DeepDRR (if .venv-deepdrr exists) and training speed.
+bench-gpu: venv
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python -m synthex_lib.bench gpu
+
+# DeepDRR 1.2.2 pins numpy<2 and needs cupy (CUDA): its own venv, from constraints-deepdrr.txt. The library goes
+# in without its dependencies: the adapter needs only what is pinned there. `bench gpu` calls it as
+# .venv-deepdrr/bin/python -m synthex_lib.bench.deepdrr_side.
+DEEPDRR_VENV := .venv-deepdrr
+DEEPDRR_STAMP := $(DEEPDRR_VENV)/.installed
+
+$(DEEPDRR_STAMP): constraints-deepdrr.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "python3.11 not found"; exit 1; }
+	$(PYTHON) -m venv $(DEEPDRR_VENV)
+	$(DEEPDRR_VENV)/bin/pip install -q -c constraints-deepdrr.txt deepdrr==1.2.2 cupy-cuda12x cuda-python \
+		killeengeo numpy torch scipy numba kornia spekpy xraydb
+	$(DEEPDRR_VENV)/bin/pip install -q --no-deps -e .
+	$(DEEPDRR_VENV)/bin/python -c "from synthex_lib.simulate.deepdrr_adapter import missing_requirements as m; \
+		print(m() or 'deepdrr ready')"
+	touch $(DEEPDRR_STAMP)
+
+deepdrr-env: $(DEEPDRR_STAMP)
 
 lock: venv
 	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^synthex' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/'; } > constraints.new && mv constraints.new constraints.txt

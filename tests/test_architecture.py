@@ -34,8 +34,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("figures",),
     ("cli", "bench"),
 ]
-#: third-party packages that may be imported inside functions: optional, heavy, or CUDA-only
-OPTIONAL = ("deepdrr", "killeengeo", "cupy", "diffdrr", "nanodrr", "albumentations", "torchio", "cv2", "voila")
+#: third-party packages that may be imported inside functions: optional, heavy, or CUDA-only; and dask_jobqueue,
+#: whose import installs signal handlers and so fails in a Dask worker's task thread
+OPTIONAL = ("dask_jobqueue", "deepdrr", "killeengeo", "cupy", "diffdrr", "nanodrr", "albumentations", "torchio", "cv2",
+            "voila")
 
 
 def module_name(path: Path) -> str:
@@ -236,3 +238,17 @@ def test_a_guarded_script_uses_worker_processes(tmp_path):
     proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "True" and "guard" not in proc.stderr
+
+
+def _nested(_):
+    from synthex_lib.core.cluster import ClusterOptions, run_units
+
+    return run_units(abs, [-4, 5], ClusterOptions(workers=2), progress=False)
+
+
+def test_work_started_inside_a_worker_runs_in_that_worker():
+    """A unit that itself calls run_units (e.g. a training run whose data must be generated) does not try
+    to start worker processes from a daemonic worker."""
+    from synthex_lib.core.cluster import ClusterOptions, run_units
+
+    assert run_units(_nested, [0], ClusterOptions(workers=1), progress=False) == [[4, 5]]

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: a value different from every profile's for each training field
 OTHER = {"image_size": 96, "epochs": 7, "batch_size": 3, "optimizer": "sgd", "lr": 0.0123, "momentum": 0.5,
          "weight_decay": 3e-4, "lr_step_epochs": 3, "lr_gamma": 0.25, "max_iterations": 11,
-         "unet_channels": (4, 8), "heatmap_sigma_px": 1.5}
+         "unet_channels": (4, 8), "heatmap_sigma_px": 1.5, "val_fraction": 0.25, "cpu_threads": 3,
+         "network": "transunet"}
 
 
 def _run_id(profile, **kw):

@@ -379,3 +379,18 @@ def test_cli(server, data_root, tmp_path, monkeypatch, capsys):
     assert "1 file(s) verified" in capsys.readouterr().out
     with pytest.raises(DataError, match="nothing to verify.*synthex data fetch empty"):
         F.verify(_manifest("empty", [{"name": "z.bin", "url": server.url + "/z.bin"}]))
+
+
+def test_cli_import_of_an_incomplete_dataset_exits_2_unless_partial(tmp_path, data_root, capsys):
+    """A zip with the images but not the masks: the file is imported, and the command says the dataset is
+    incomplete with exit 2 (or 0 with --partial)."""
+    from synthex_lib.cli import main
+
+    z = tmp_path / "qatacov19-dataset.zip"
+    z.write_bytes(_zip({"QaTa-COV19/QaTa-COV19-v1/Images/covid_1.png": b"i"}))
+    assert main(["data", "import", "qata-cov19", str(z)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "still incomplete" in err[0] and "**/Ground-truths" in err[0] and "--partial" in err[0]
+    assert (data_root / "real" / "qata-cov19" / "QaTa-COV19/QaTa-COV19-v1/Images/covid_1.png").exists()
+    assert main(["data", "import", "qata-cov19", str(z), "--partial"]) == 0
+    assert "still missing: **/Ground-truths" in capsys.readouterr().out

@@ -54,6 +54,17 @@ def test_detection_restricted_to_structure():
     assert tuple(det.xy[0]) == (20, 20)
 
 
+def test_landmark_whose_structure_is_absent_is_not_detected():
+    """As the official evaluation: no pixel of the landmark's structure predicted -> not detected."""
+    yy, xx = np.mgrid[:32, :32]
+    hm = np.exp(-((xx - 10) ** 2 + (yy - 12) ** 2) / (2 * 2.0**2))[None]  # a perfect peak
+    seg = np.zeros((32, 32), int)
+    seg[0:4, 0:4] = 1  # only a hemipelvis; the landmark belongs to the femur (5)
+    assert M.detect_landmarks(hm, 2.0).confidence[0] > 0.99
+    det = M.detect_landmarks(hm, 2.0, seg=seg, landmark_labels=[(5, 6)])
+    assert det.confidence[0] == 0.0 and tuple(det.xy[0]) == (10, 12)
+
+
 def test_landmark_error_masks_non_activated_and_invisible():
     err = M.landmark_errors_mm(np.array([[3.0, 4.0], [0, 0], [1, 1]]), np.zeros((3, 2)),
                                activated=np.array([True, False, True]), gt_visible=np.array([True, True, False]),

@@ -27,6 +27,7 @@ import SimpleITK as sitk
 
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.core.paths import atomic_write_text
+from synthex_lib.core.volumes import check_volume_file
 
 SLICER_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
                  "Schema/markups-schema-v1.0.3.json#")
@@ -63,6 +64,10 @@ def read_volume(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, 
     path = Path(path)
     if not path.exists():
         raise DataError(f"volume file {path} is missing; regenerate it with 'synthex lab generate'")
+    try:
+        check_volume_file(path)
+    except DataError as exc:
+        raise DataError(f"{exc}; or delete it and run 'synthex lab generate' again") from None
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:

@@ -1,15 +1,21 @@
-"""DRR benchmark: our naive and realistic projectors against DiffDRR's trilinear renderer (default settings).
+"""DRR benchmark: our naive and realistic projectors against DiffDRR's trilinear renderer and nanodrr (CPU).
 
-Run ``python -m synthex_lib.bench drr [--json]`` (needs the ``bench`` extra: ``diffdrr==0.6.1``; only
-``diffdrr.drr`` and ``diffdrr.data`` are imported). One run on one hip CT of at least 256^3 voxels (a lab
-specimen when the anatomy generator is available, else a synthetic hip phantom; the output says which), the
-same 256 x 256 detector and the same pose for both renderers:
+Run ``python -m synthex_lib.bench drr [--json]`` (needs the ``bench`` extra: ``diffdrr==0.6.1``, of which only
+``diffdrr.drr`` and ``diffdrr.pose`` are imported, and ``nanodrr==0.1.7``). One run on one hip CT of at least
+256^3 voxels (a lab specimen when the anatomy generator is available, else a synthetic hip phantom; the output
+says which), the same 256 x 256 detector and the same pose for every renderer:
 
 * DiffDRR renders the water fraction ``max(1 + HU/1000, 0)`` (given to it directly as its density, so both
   integrate the same quantity) with ``renderer="trilinear"`` and its default 500 points per ray;
 * our projection matrix is derived from DiffDRR's own source and detector points, so the rays coincide;
 * ``rel_l1_vs_diffdrr`` = sum |ours - DiffDRR| / sum |DiffDRR| over the pixels inside the body (our water path
   above 5 mm), for our ``water-path-mm`` (naive physics, Joseph slice stepping);
+* nanodrr (pure-torch ``grid_sample`` back end, the one that runs on a CPU; 500 samples per ray clipped to the
+  volume) renders the same water fraction (a ``nanodrr.data.Subject`` with ``convert_to_mu=False``) through
+  the same P: :func:`nanodrr_views` decomposes P into nanodrr's ``k_inv`` / camera-to-world ``rt_inv``, with
+  the principal point moved by half a pixel because nanodrr casts the ray of pixel (u, v) through
+  (u + 0.5, v + 0.5) while our P puts pixel centres on integers; ``rel_l1_vs_nanodrr`` is the same measure
+  against it, ``speedup_vs_nanodrr_cpu`` = nanodrr time / our naive time (wall clock, same CPU threads);
 * times are medians over repeats after one warm-up call (JIT compilation and the one-off preparation of the
   volume's channels are reported separately); ``speedup_vs_diffdrr`` = DiffDRR time / our naive time
   (wall clock), ``speedup_vs_diffdrr_cpu_time`` the same in CPU seconds of all threads, which is less
@@ -34,6 +40,7 @@ import torch
 from synthex_lib import geometry
 from synthex_lib.anatomy import make_specimen
 from synthex_lib.core.config import get_profile
+from synthex_lib.geometry import as_cameras
 from synthex_lib.simulate.physics.density import water_fraction
 from synthex_lib.simulate.registry import get_projector
 from synthex_lib.simulate.volume_io import Volume
@@ -141,6 +148,65 @@ def p_from_source_and_targets(source: np.ndarray, targets: np.ndarray, W: int, H
     return Minv @ np.concatenate([np.eye(3), -s[:, None]], 1)
 
 
+def ct_centre(volume: Any) -> np.ndarray:
+    """LPS mm of the centre of ``volume`` (``ct_hu`` [z, y, x], ``spacing`` and ``origin`` (x, y, z))."""
+    return np.asarray(volume.origin) + (np.array(volume.ct_hu.shape[::-1]) - 1) / 2 * np.asarray(volume.spacing)
+
+
+#: nanodrr casts the ray of pixel (u, v) through (u + 0.5, v + 0.5); our P puts pixel centres on integers
+NANODRR_PIXEL_CENTRE = 0.5
+
+
+def nanodrr_subject(volume: Any, device: str | torch.device = "cpu"):
+    """A ``nanodrr.data.Subject`` holding ``volume``'s water fraction ``max(1 + HU/1000, 0)`` as is
+    (``convert_to_mu=False``; no label map), in our LPS world: nanodrr's ``[D, H, W]`` layout is our
+    ``[z, y, x]`` and its voxel-to-world affine is ``origin + spacing * (i, j, k)`` with ``i`` along x."""
+    from nanodrr.data import Subject  # optional: the bench extra (nanodrr==0.1.7)
+
+    wf = torch.from_numpy(np.ascontiguousarray(water_fraction(np.asarray(volume.ct_hu, np.float32))))
+    image = wf[None, None].to(device)
+    v2w = np.eye(4)
+    v2w[:3, :3] = np.diag(np.asarray(volume.spacing, np.float64))
+    v2w[:3, 3] = np.asarray(volume.origin, np.float64)
+    voxel_to_world = torch.as_tensor(v2w, dtype=torch.float32)
+    world_to_voxel = torch.as_tensor(np.linalg.inv(v2w), dtype=torch.float32)
+    iso = torch.as_tensor(ct_centre(volume), dtype=torch.float32)
+    subject = Subject(image, torch.zeros_like(image), voxel_to_world, world_to_voxel,
+                      Subject._make_voxel_to_grid(image.shape), iso, max_label=0, convert_to_mu=False)
+    return subject.to(device)
+
+
+def nanodrr_views(P: np.ndarray, size: tuple[int, int], sdd_mm: float, device: str | torch.device = "cpu"):
+    """nanodrr's ``(k_inv [B, 3, 3], rt_inv [B, 4, 4], sdd [B])`` for our 3x4 / [B, 3, 4] ``P`` (LPS mm ->
+    pixel (col, row), centres on integers) and ``size`` (W, H): ``P ~ K [R | t]`` (the RQ decomposition of
+    :meth:`~synthex_lib.geometry.Camera.from_projection`), ``k_inv = (T(0.5, 0.5) K)^-1`` so that nanodrr's
+    ray through (u + 0.5, v + 0.5) is ours through pixel (u, v), ``rt_inv`` = camera-to-world (nanodrr's
+    camera is ours: source at the origin, +z towards the detector), and rays end at depth ``sdd_mm``."""
+    cams = as_cameras(P, sdd_mm, size)
+    shift = np.array([[1.0, 0.0, NANODRR_PIXEL_CENTRE], [0.0, 1.0, NANODRR_PIXEL_CENTRE], [0.0, 0.0, 1.0]])
+    k_inv = np.stack([np.linalg.inv(shift @ c.intrinsic) for c in cams])
+    rt_inv = np.stack([c.world_from_camera for c in cams])
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+    return as_t(k_inv), as_t(rt_inv), as_t(np.full(len(cams), float(sdd_mm)))
+
+
+def nanodrr_render(subject: Any, views: tuple, size: tuple[int, int], backend: str = "torch",
+                   n_samples: int = 500) -> torch.Tensor:
+    """``[B, H, W]`` line integrals (mm of water for :func:`nanodrr_subject`) rendered by nanodrr."""
+    from nanodrr.drr import render  # optional: the bench extra (nanodrr==0.1.7)
+
+    k_inv, rt_inv, sdd = views
+    W, H = size
+    with torch.no_grad():
+        return render(subject, k_inv, rt_inv, sdd, H, W, n_samples=n_samples, backend=backend)[:, 0]
+
+
+def rel_l1(ours: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
+    """sum |ours - ref| / sum |ref| over ``mask``."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(ours[mask] - ref[mask]).sum() / max(np.abs(ref[mask]).sum(), 1e-12))
+
+
 def _median_time(fn, repeats: int) -> tuple[float, float]:
     """Median wall-clock and CPU (all threads) seconds of ``fn`` over ``repeats`` calls."""
     wall, cpu = [], []
@@ -152,11 +218,11 @@ def _median_time(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(wall), statistics.median(cpu)
 
 
-def run(repeats: int = 3, diffdrr_repeats: int = 2) -> dict[str, Any]:
+def run(repeats: int = 3, diffdrr_repeats: int = 2, nanodrr_repeats: int = 2) -> dict[str, Any]:
     """Run the benchmark; returns the figures (also printed by :func:`main`)."""
 
     volume, ct_desc = benchmark_ct()
-    centre = np.asarray(volume.origin) + (np.array(volume.ct_hu.shape[::-1]) - 1) / 2 * np.asarray(volume.spacing)
+    centre = ct_centre(volume)
     pose = geometry.carm_pose(centre, SID_MM, lao_deg=20.0, cran_deg=10.0)
     c2w = np.eye(4)
     c2w[:3, :3] = pose.R.T
@@ -206,7 +272,6 @@ def run(repeats: int = 3, diffdrr_repeats: int = 2) -> dict[str, Any]:
             ref = drr(dpose)[0, 0].double().numpy()
             t_diff, c_diff = _median_time(lambda: drr(dpose), diffdrr_repeats)
         body = water > 5.0
-        rel_l1 = float(np.abs(water[body] - ref[body]).sum() / max(np.abs(ref[body]).sum(), 1e-12))
         result["diffdrr_trilinear_s_per_image"] = round(t_diff, 4)
         result["diffdrr_trilinear_cpu_s_per_image"] = round(c_diff, 4)
         result["diffdrr_n_points"] = 500
@@ -214,17 +279,40 @@ def run(repeats: int = 3, diffdrr_repeats: int = 2) -> dict[str, Any]:
         result["speedup_vs_diffdrr"] = round(t_diff / t_naive, 2)
         result["speedup_vs_diffdrr_cpu_time"] = round(c_diff / c_naive, 2)
         result["realistic_speedup_vs_diffdrr"] = round(t_diff / t_real, 2)
-        result["rel_l1_vs_diffdrr"] = round(rel_l1, 5)
+        result["rel_l1_vs_diffdrr"] = round(rel_l1(water, ref, body), 5)
     else:
+        ref = None
         result["speedup_vs_diffdrr"] = math.nan
         result["rel_l1_vs_diffdrr"] = math.nan
+    try:
+        t0 = time.perf_counter()
+        subject = nanodrr_subject(volume)
+        views = nanodrr_views(P, size, SDD_MM)
+        nano = nanodrr_render(subject, views, size)[0].double().numpy()  # warm-up (and the image compared)
+        result["nanodrr_first_call_s"] = round(time.perf_counter() - t0, 3)
+    except ImportError as exc:
+        result["nanodrr_error"] = f"nanodrr unavailable ({exc}); install the 'bench' extra"
+        result["speedup_vs_nanodrr_cpu"] = math.nan
+        result["rel_l1_vs_nanodrr"] = math.nan
+    else:
+        t_nano, c_nano = _median_time(lambda: nanodrr_render(subject, views, size), nanodrr_repeats)
+        body = water > 5.0
+        result["nanodrr_backend"] = "torch"
+        result["nanodrr_n_samples"] = 500
+        result["nanodrr_torch_s_per_image"] = round(t_nano, 4)
+        result["nanodrr_torch_cpu_s_per_image"] = round(c_nano, 4)
+        result["speedup_vs_nanodrr_cpu"] = round(t_nano / t_naive, 2)
+        result["speedup_vs_nanodrr_cpu_time"] = round(c_nano / c_naive, 2)
+        result["rel_l1_vs_nanodrr"] = round(rel_l1(water, nano, body), 5)
+        if ref is not None:
+            result["rel_l1_nanodrr_vs_diffdrr"] = round(rel_l1(nano, ref, body), 5)
     result["load_average_at_end"] = round(os.getloadavg()[0], 2)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synthex_lib.bench drr",
-                                     description="Benchmark the naive/realistic projectors against DiffDRR.")
+                                     description="Our projectors against DiffDRR and nanodrr.")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of our projectors (median)")
     args = parser.parse_args(argv)

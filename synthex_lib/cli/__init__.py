@@ -6,7 +6,9 @@ top-level help loads them all."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from synthex_lib import __version__
@@ -63,9 +65,31 @@ def main(argv: list[str] | None = None) -> int:
     except SynthexError as exc:
         print(f"synthex {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a folder that cannot be written (read-only, a file in the way, full disk, ...)
+        print(f"synthex {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"synthex {args.command}: error: out of memory; use a smaller profile, --size or --chunk-size",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"synthex {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: the file, what went wrong, and what to do."""
+    where = exc.filename or ""
+    what = exc.strerror or str(exc)
+    env = os.environ.get("SYNTHEX_DATA")
+    hint = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied", errno.ENOTDIR: "a file stands where a folder is needed",
+            errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno or 0)
+    fix = "point SYNTHEX_DATA to a writable folder" if env is None else \
+        f"point SYNTHEX_DATA (now {env}) to a writable folder"
+    if hint is None:
+        return f"{where}: {what}" if where else what
+    return f"{where}: {what} ({hint}); {fix}" if where else f"{what} ({hint}); {fix}"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import time
 
 from synthex_lib.core import paths
 from synthex_lib.core.config import get_profile
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.experiments import book
 from synthex_lib.experiments.book import (
     assemble_sources,
@@ -20,6 +21,8 @@ from synthex_lib.experiments.book import (
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be a positive integer (notebooks executed in parallel), got {args.jobs}")
     only = [s.strip() for s in args.notebooks.split(",")] if args.notebooks else None
     if args.refresh_references:
         prepare_data("smoke", progress=not args.quiet)
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     profile = get_profile(args.profile).name
     if args.check:
-        src = paths.project_root() / "_build" / "src-check"  # type: ignore[operator]
+        src = paths.build_dir() / "src-check"
         shutil.rmtree(src, ignore_errors=True)
         assemble_sources(src, use_committed=True)
         index = build_html(src)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
-from synthex_lib.realdata.fetch import AccessRequiredError, fetch, import_file, status, verify
+from synthex_lib.core.errors import DataError
+from synthex_lib.generate.cache import simulated_datasets, verify_dataset
+from synthex_lib.realdata.fetch import AccessRequiredError, fetch, import_file, missing_expected, status, verify
 from synthex_lib.realdata.manifest import all_manifests, load_manifest, manifest_dir, manifest_names
 
 EPILOG = """examples:
@@ -14,6 +17,7 @@ EPILOG = """examples:
   synthex data fetch deepfluoro             # download (resumable), check sha256, unpack safely
   synthex data import qata-cov19 ~/Downloads/archive.zip   # register a file downloaded by hand
   synthex data verify deepfluoro            # re-hash every file: finds a corrupted byte
+  synthex data verify sim --profile quick   # re-hash the simulated datasets (or: verify <dataset folder>)
 
 The data folder is $SYNTHEX_DATA/real/<dataset> (default: <checkout>/data/real/<dataset>).
 """
@@ -46,7 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     q = sub.add_parser("verify", help="re-hash a dataset's files (finds a corrupted byte)",
                        description="Re-hash every downloaded or imported file and unpacked member against the "
                        "manifest's sha256 or the first-seen hash of the lock file (lab cohorts: against the "
-                       "sha256 their generator recorded). Exit status 2 names every corrupted file.",
+                       "sha256 their generator recorded; 'sim' or a dataset folder: the simulated datasets against "
+                       "their dataset.json). Exit status 2 names every corrupted file.",
                        epilog="example:\n  synthex data verify deepfluoro-8x",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("name", metavar="NAME")
@@ -77,6 +82,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     q.add_argument("--as", dest="as_name", default=None, help="the manifest file name it stands for")
     q.add_argument("--mode", choices=("copy", "move", "link"), default="copy",
                    help="copy (default), move, or symlink (for large files; not for zips)")
+    q.add_argument("--partial", action="store_true",
+                   help="accept a dataset that still lacks some expected files (exit 0)")
     q.set_defaults(func=_import)
     return p
 
@@ -115,10 +122,32 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.name == "sim" or (Path(args.name) / "dataset.json").is_file():
+        return _verify_sim(args)
     checks = verify(args.name, echo=print, profile=args.profile)
     ok = sum(c.status == "ok" for c in checks)
     print(f"{args.name}: {ok} file(s) verified, {sum(c.status == 'unverified' for c in checks)} without a reference "
           f"hash, {sum(c.status == 'missing' for c in checks)} missing")
+    return 0
+
+
+def _verify_sim(args: argparse.Namespace) -> int:
+    folders = [Path(args.name)] if args.name != "sim" else simulated_datasets(args.profile)
+    if not folders:
+        raise DataError(f"no simulated dataset{' of profile ' + args.profile if args.profile else ''} found; "
+                        "generate one with 'synthex simulate'")
+    bad: list[str] = []
+    n_ok = 0
+    for folder in folders:
+        for path, state in verify_dataset(folder):
+            print(f"{state:>10}  {path}")
+            n_ok += state == "ok"
+            if state != "ok":
+                bad.append(f"{path} ({state})")
+    if bad:
+        raise DataError(f"{len(bad)} simulated dataset file(s) missing or not matching their sha256: {'; '.join(bad)}; "
+                        "rerun 'synthex simulate' with the same options to regenerate them")
+    print(f"sim: {n_ok} file(s) in {len(folders)} dataset(s) verified")
     return 0
 
 
@@ -134,5 +163,10 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    import_file(args.name, args.file, as_name=args.as_name, mode=args.mode)
+    import_file(args.name, args.file, as_name=args.as_name, mode=args.mode, echo=lambda s: None)
+    missing = missing_expected(args.name)
+    if missing and not args.partial:
+        raise DataError(f"{args.name}: imported {args.file}, but the dataset is still incomplete ({', '.join(missing)} "
+                        "not found); import the remaining files, or pass --partial to accept it as it is")
+    print(f"{args.name}: imported {args.file}" + (f"; still missing: {', '.join(missing)}" if missing else ""))
     return 0

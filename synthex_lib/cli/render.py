@@ -13,10 +13,14 @@ integers; the output is a float32 ``(H, W)`` ``.npy``; ``water-path-mm`` is the 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from synthex_lib.core.errors import ConfigError
+from synthex_lib.core.memory import estimate_render_bytes, require_memory
 from synthex_lib.core.paths import atomic_path
 from synthex_lib.simulate.registry import get_projector
 from synthex_lib.simulate.volume_io import volume_from_file
@@ -51,13 +55,32 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--size W H must be positive integers, got {W} {H}")
     if not str(args.out).endswith(".npy"):
         raise ConfigError(f"--out must name a .npy file, got {args.out!r}")
+    folder = Path(args.out).expanduser().absolute().parent
+    if not folder.is_dir():
+        raise ConfigError(f"--out {args.out}: the folder {folder} does not exist; create it first")
+    try:  # can a file be made there? (os.access says yes for root on /proc)
+        fd, probe = tempfile.mkstemp(prefix=".synthex-probe-", suffix=".part", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"--out {args.out}: cannot write in {folder} ({exc.strerror or exc}); choose a writable "
+                          "folder") from None
+    require_memory(estimate_render_bytes(args.projector, W, H), f"rendering a {W}x{H} image ({args.projector})",
+                   "use a smaller --size")
     volume = volume_from_file(args.ct)
+    require_memory(estimate_render_bytes(args.projector, W, H, voxels=volume.ct_hu.size),
+                   f"rendering a {W}x{H} image ({args.projector}) from {volume.ct_hu.shape} voxels",
+                   "use a smaller --size or a coarser CT")
     params = {} if args.step_mm is None else {"step_mm": args.step_mm}
     projector = get_projector(args.projector, **params)
     image = projector.render(volume, P, (W, H), quantity=args.quantity, rng=np.random.default_rng(args.seed))[0]
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, image.astype(np.float32))
+    try:
+        with atomic_path(args.out) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, image.astype(np.float32))
+    except OSError as exc:
+        raise ConfigError(f"--out {args.out}: cannot write it ({exc.strerror or exc}); choose a writable "
+                          "folder") from None
     print(f"wrote {args.out}: {args.projector} {args.quantity} {H}x{W}, "
           f"min {float(image.min()):.4g} max {float(image.max()):.4g}")
     return 0

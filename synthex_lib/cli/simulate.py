@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if args.domains:
         domains = ALL_DOMAINS if "all" in args.domains else tuple(args.domains)
     slurm = parse_slurm_options(args.slurm) if args.slurm else None
+    chunk = DEFAULT_CHUNK if args.chunk_size is None else args.chunk_size
     out = ensure_dataset(args.task, args.profile, domains=domains, seed=args.seed, dataset=args.dataset,
                          progress=not args.no_progress, path=args.path, workers=args.workers,
-                         scheduler=args.scheduler, slurm=slurm, chunk_size=args.chunk_size or DEFAULT_CHUNK,
+                         scheduler=args.scheduler, slurm=slurm, chunk_size=chunk,
                          force=args.force)
     print(out)
     for name, info in sorted(dataset_files(out).items()):

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from synthex_lib.experiments import hip
+from synthex_lib.experiments import hip, sweep
 
 
 def run(args: argparse.Namespace) -> int:
     if args.sweep:
-        recs = hip.hip_sweep(args.profile, seed=args.seed, dataset=args.dataset, domains=tuple(args.domains),
-                             presets=tuple(args.presets), data_path=args.path)
+        recs = sweep.hip_sweep(args.profile, seed=args.seed, dataset=args.dataset, domains=tuple(args.domains),
+                               presets=tuple(args.presets), data_path=args.path, workers=args.workers)
         print(hip.table1(recs).to_string(index=False))
         return 0
     rec = hip.run_hip_experiment(args.profile, seed=args.seed, dataset=args.dataset, train_domain=args.domains[0],
                                  dr_preset=args.presets[0], test_group=args.test_group, force=args.force,
-                                 data_path=args.path)
+                                 data_path=args.path, device=args.device)
     m = rec["metrics"]
     print(f"{rec['run_id']}: landmark error {m['landmark_error_mm_mean']:.2f} ± {m['landmark_error_mm_std']:.2f} mm "
           f"({m['detection_rate']:.0%} detected), Dice {m['dice_mean']:.3f} ± {m['dice_std']:.3f}")
@@ -43,5 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--test-group", default="01", help="held-out specimen (single run)")
     p.add_argument("--sweep", action="store_true", help="every domain x preset x held-out specimen of the profile")
     p.add_argument("--force", action="store_true", help="recompute even if stored")
+    p.add_argument("--workers", type=int, default=0,
+                   help="--sweep: runs in parallel on a local Dask cluster (default 0: in this process)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N] (single run)")
     p.set_defaults(func=run)
     return p

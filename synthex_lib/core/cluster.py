@@ -27,6 +27,8 @@ from __future__ import annotations
 import ast
 import multiprocessing
 import os
+import shutil
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +36,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from dask_jobqueue import SLURMCluster
 from distributed import Client, LocalCluster, as_completed
 from tqdm.auto import tqdm
 
@@ -70,11 +71,33 @@ class ClusterOptions:
     def in_process(self) -> bool:
         return self.workers == 0 and self.scheduler is None and self.slurm is None
 
+    def check_reachable(self, timeout_s: float = 5.0) -> None:
+        """Raise :class:`ConfigError` at once (not after Dask's 30 s timeout) when the scheduler does not answer
+        or Slurm's ``sbatch`` is not on the PATH."""
+        if self.scheduler is not None:
+            addr = self.scheduler.split("://", 1)[-1]
+            host, _, port = addr.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"parameter 'scheduler' must be an address like tcp://host:8786, got "
+                                  f"{self.scheduler!r}")
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+            except OSError as exc:
+                raise ConfigError(f"cannot reach the Dask scheduler {self.scheduler} ({exc.strerror or exc}); start "
+                                  "it ('dask scheduler') or fix --scheduler") from None
+        if self.slurm is not None and shutil.which("sbatch") is None:
+            raise ConfigError("--slurm needs Slurm's 'sbatch' on the PATH, which is not found here; run on a Slurm "
+                              "login node, or use --workers / --scheduler instead")
+
 
 def make_slurm_cluster(options: dict[str, Any], scale: bool = True) -> Any:
     """A ``dask_jobqueue.SLURMCluster`` built from ``options`` (its keyword arguments; ``jobs`` is
     removed and used to scale unless ``scale=False``). Defaults: one core and one process per job,
     4 GB, 1 hour."""
+    # imported here: dask_jobqueue installs signal handlers at import, which fails outside the main thread
+    # (a Dask worker's task thread importing this module)
+    from dask_jobqueue import SLURMCluster  # only for Slurm clusters: signal handlers at import
+
     kwargs = {k: v for k, v in options.items() if k not in _SLURM_OWN_KEYS}
     kwargs.setdefault("cores", 1)
     kwargs.setdefault("processes", 1)
@@ -170,12 +193,16 @@ def run_units(fn: Callable[..., Any], units: Sequence[Any], options: ClusterOpti
         print(f"synthex: {script} calls the library at module level without an 'if __name__ == \"__main__\":' "
               f"guard, which worker processes need; running {len(units)} unit(s) in this process (add the guard "
               "for parallel workers)", file=sys.stderr)
-    if options.in_process or script is not None:
+    # a worker process of a cluster (daemonic) cannot start worker processes of its own: nested work runs here
+    nested = not options.in_process and multiprocessing.current_process().daemon and not options.scheduler \
+        and not options.slurm
+    if options.in_process or script is not None or nested:
         out = []
         for u in tqdm(units, desc=desc, disable=not progress):
             out.append(fn(u, shared(u)) if shared else fn(u))
         return out
 
+    options.check_reachable()
     cluster = None
     if options.scheduler is not None:
         client = Client(options.scheduler)

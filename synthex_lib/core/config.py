@@ -69,12 +69,24 @@ class TrainConfig:
     max_iterations: int  #: cap on optimizer steps per training run (0 = no cap)
     unet_channels: tuple[int, ...]  #: channels per U-Net level
     heatmap_sigma_px: float  #: Gaussian heatmap sigma at image_size (paper: 5 px at 360)
+    #: fraction of each training specimen's images held out for validation and best-epoch selection
+    val_fraction: float = 0.1
+    #: torch threads of one run on the CPU: a CPU run's bytes depend on it, so it is fixed per profile and
+    #: sweeps run several single-threaded runs side by side instead of one run on many threads
+    cpu_threads: int = 1
+    #: "unet" (MONAI residual U-Net of ``unet_channels``; the CPU profiles) or "transunet" (R50-ViT-B/16 with
+    #: the ImageNet-21k weights, the paper's network; GPU profiles)
+    network: str = "unet"
 
     def validate(self) -> None:
+        if not isinstance(self.val_fraction, int | float) or not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"parameter 'val_fraction' must be in [0, 1), got {self.val_fraction!r}")
         for name in ("lr", "heatmap_sigma_px"):
             require_positive(name, getattr(self, name))
-        for name in ("image_size", "epochs", "batch_size", "lr_step_epochs"):
+        for name in ("image_size", "epochs", "batch_size", "lr_step_epochs", "cpu_threads"):
             require_positive(name, getattr(self, name), integer=True)
+        if self.network not in ("unet", "transunet"):
+            raise ConfigError(f"parameter 'network' must be 'unet' or 'transunet', got {self.network!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"parameter 'optimizer' must be 'sgd' or 'adam', got {self.optimizer!r}")
         if isinstance(self.max_iterations, bool) or not isinstance(self.max_iterations, int) \
@@ -200,14 +212,16 @@ PROFILES: dict[str, Profile] = {
         "full", "one workstation GPU, hours",
         LabConfig(ct_spacing_mm=1.0, lab_specimens=6, scale_specimens=20, chest_specimens=40, tool_configs=100),
         SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=200),
-        TrainConfig(**_sgd_paper(epochs=30, unet_channels=(32, 64, 128, 256, 512))),
+        TrainConfig(**_sgd_paper(epochs=30, unet_channels=(32, 64, 128, 256, 512), cpu_threads=4,
+                                 network="transunet")),
         folds=6,
     ),
     "paper": Profile(
         "paper", "the paper's numbers of images, resolutions and epochs; a GPU cluster",
         LabConfig(ct_spacing_mm=1.0, lab_specimens=6, scale_specimens=20, chest_specimens=143, tool_configs=100),
         SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=900),
-        TrainConfig(**_sgd_paper(epochs=50, unet_channels=(64, 128, 256, 512, 1024))),
+        TrainConfig(**_sgd_paper(epochs=50, unet_channels=(64, 128, 256, 512, 1024), cpu_threads=8,
+                                 network="transunet")),
         folds=6,
     ),
 }

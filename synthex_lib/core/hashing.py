@@ -35,6 +35,41 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: name of the per-folder cache of :func:`sha256_cached` (file name -> size, mtime, inode, sha256)
+SHA_CACHE = ".sha256-cache.json"
+
+
+def sha256_cached(path: str | os.PathLike[str]) -> str:
+    """:func:`sha256_file` of ``path``, cached in ``<folder>/.sha256-cache.json`` by size, mtime (ns) and inode,
+    so that checking a large unchanged file again is instant; any change of the file re-hashes it. A cache
+    that cannot be read or written (a read-only folder) is ignored."""
+    p = Path(path)
+    st = p.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    cache_file = p.parent / SHA_CACHE
+    try:
+        cache = json.loads(cache_file.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    hit = cache.get(p.name)
+    if isinstance(hit, list) and len(hit) == 4 and hit[:3] == stamp and isinstance(hit[3], str):
+        return hit[3]
+    digest = sha256_file(p)
+    cache[p.name] = [*stamp, digest]
+    tmp = cache_file.with_name(f"{SHA_CACHE}.{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps(cache, sort_keys=True))
+        os.replace(tmp, cache_file)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return digest
+
+
 def json_default(o: Any) -> Any:
     """``json.dumps(default=...)`` for numpy arrays and scalars, paths, tuples and sets."""
     if isinstance(o, np.ndarray):

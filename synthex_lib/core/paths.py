@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from synthex_lib.core.errors import ConfigError
+
 _PKG = Path(__file__).resolve().parents[1]  # the synthex_lib package
 
 
@@ -29,9 +31,29 @@ def project_root() -> Path | None:
 def data_root() -> Path:
     env = os.environ.get("SYNTHEX_DATA")
     if env:
-        return Path(env).expanduser().resolve()
+        root = Path(env).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"SYNTHEX_DATA={env} is a file, not a folder; point it to a folder (it is created "
+                              "when missing)")
+        return root
     root = project_root()
     return (root / "data") if root else Path.home() / ".cache" / "synthex"
+
+
+def build_dir() -> Path:
+    """Where ``synthex book`` writes (``<this>/src``, ``<this>/html``): ``$SYNTHEX_BUILD/_build`` when the
+    environment variable is set (a read-only checkout, several builds side by side), else the checkout's
+    ``_build``."""
+    env = os.environ.get("SYNTHEX_BUILD")
+    if env:
+        base = Path(env).expanduser().resolve()
+        if base.exists() and not base.is_dir():
+            raise ConfigError(f"SYNTHEX_BUILD={env} is a file, not a folder; point it to a folder")
+        return base / "_build"
+    root = project_root()
+    if root is None:
+        raise ConfigError("synthex book needs a source checkout (notebooks/, book/, _toc.yml); run it there")
+    return root / "_build"
 
 
 def lab_dir(profile: str, cohort: str) -> Path:

@@ -27,9 +27,14 @@ from typing import Any
 import h5py
 import numpy as np
 
+from synthex_lib.core.constants import HIP_NUM_CLASSES
 from synthex_lib.core.errors import DataError
+from synthex_lib.core.h5io import node, open_h5, read_array, read_scalar, read_str
 
 REQUIRED_KEYS = ("projs", "segs", "lands")
+#: HDF5 format versions of the files we write: object headers and the superblock carry checksums (HDF5 >= 1.10),
+#: and every dataset has the Fletcher-32 filter, so a flipped byte is an error on reading, never a changed value
+H5_LIBVER = ("v110", "v110")
 
 
 @dataclass
@@ -58,86 +63,153 @@ class SpecimenImages:
             (xy[..., 1] >= 0) & (xy[..., 1] <= h - 1)
 
 
+#: number of label ids (0 = background) of each task kind, by the prefix of the file attribute ``task``;
+#: files without the attribute hold the hip labels of the DeepFluoro layout
+TASK_NUM_CLASSES: dict[str, int] = {"hip": HIP_NUM_CLASSES, "tool": 2, "chest": 2}
+_HINT = "generate it with 'synthex simulate' or check the path"
+
+
 def _open(path: str | os.PathLike[str]) -> h5py.File:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found; generate it with 'synthex simulate' or check the path")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(
-            f"{path}: not a readable HDF5 file ({exc}); it may be truncated: delete and regenerate it"
-        ) from exc
+    return open_h5(path, _HINT)
+
+
+def num_classes_of(attrs: dict[str, Any]) -> int:
+    """The number of label ids a file of this task may hold (from its ``task`` attribute)."""
+    task = str(attrs.get("task", "hip"))
+    return next((n for kind, n in TASK_NUM_CLASSES.items() if task.startswith(kind)), 256)
 
 
 def read_landmark_names(path: str | os.PathLike[str]) -> list[str]:
-    with _open(path) as f:
-        if "land-names" not in f:
-            raise DataError(f"{path}: missing key 'land-names'; not a SyntheX/DeepFluoro-preprocessed file")
-        g = f["land-names"]
-        n = int(g["num-lands"][()])
-        return [_as_str(g[f"land-{i:02d}"][()]) for i in range(n)]
+    p = Path(path)
+    with _open(p) as f:
+        return _landmark_names(f, p)
+
+
+def _landmark_names(f: h5py.File, p: Path) -> list[str]:
+    if "land-names" not in f:
+        raise DataError(f"{p}: missing key 'land-names'; not a SyntheX/DeepFluoro-preprocessed file")
+    g = node(f, "land-names", p, "group")
+    n = read_scalar(g, "num-lands", p, dtype="int")
+    if n < 0:
+        raise DataError(f"{p}: 'land-names/num-lands' must be >= 0, got {n}")
+    return [read_str(g, f"land-{i:02d}", p) for i in range(int(n))]
+
+
+def _read_labels(f: h5py.File, p: Path, group: str, index: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    if group not in f:
+        raise DataError(f"{p}: missing group {group!r}")
+    lg = node(f, group, p, "group")
+    for key in ("segs", "lands"):
+        if key not in lg:
+            raise DataError(f"{p}: group {group!r} is missing required key '{key}'")
+    segs = read_array(lg, "segs", p, dtype="int", index=index)
+    lands = read_array(lg, "lands", p, dtype="number", index=index).astype(np.float32)
+    visible = read_array(lg, "visible", p, dtype="int", index=index).astype(bool) if "visible" in lg else None
+    return segs, lands, visible
 
 
 def list_groups(path: str | os.PathLike[str]) -> list[str]:
-    with _open(path) as f:
-        return sorted(k for k in f.keys() if k != "land-names" and isinstance(f[k], h5py.Group))
+    p = Path(path)
+    with _open(p) as f:
+        try:
+            return sorted(k for k in f.keys() if k != "land-names" and isinstance(f[k], h5py.Group))
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise DataError(f"{p}: cannot list the groups ({exc}); the file may be corrupted: delete and "
+                            "regenerate it") from None
 
 
 def read_file_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
-    with _open(path) as f:
-        return {k: _py(v) for k, v in f.attrs.items()}
+    p = Path(path)
+    with _open(p) as f:
+        try:
+            return {k: _py(v) for k, v in f.attrs.items()}
+        except (OSError, RuntimeError, KeyError, TypeError) as exc:
+            raise DataError(f"{p}: cannot read the file attributes ({exc}); the file may be corrupted") from None
+
+
+def check_images(images: SpecimenImages, path: str | os.PathLike[str], group: str,
+                 num_classes: int | None = HIP_NUM_CLASSES, num_landmarks: int | None = None) -> SpecimenImages:
+    """The dataset validation layer every reader calls: raise :class:`DataError` naming the file and key unless
+    ``projs`` is N x H x W and finite, ``segs`` has the same shape and labels in ``0 .. num_classes - 1``,
+    ``lands`` is N x 2 x L (L = ``num_landmarks`` when given; NaN marks an absent landmark, inf is refused),
+    ``visible`` (when present) N x L and ``P`` (when present) N x 3 x 4 and finite. Returns ``images``."""
+    p, g = Path(path), group
+    projs, segs, lands = images.projs, images.segs, images.lands
+    if projs.ndim != 3:
+        raise DataError(f"{p}: '{g}/projs' must be N x H x W, found shape {projs.shape}")
+    n = projs.shape[0]
+    if not np.isfinite(projs).all():
+        raise DataError(f"{p}: '{g}/projs' contains NaN or inf; delete and regenerate the file")
+    if segs.shape != projs.shape:
+        raise DataError(f"{p}: '{g}/segs' has shape {segs.shape}, expected {projs.shape} like '{g}/projs'")
+    if num_classes is not None and segs.size and (int(segs.min()) < 0 or int(segs.max()) >= num_classes):
+        raise DataError(f"{p}: '{g}/segs' holds labels outside 0-{num_classes - 1} (the task's label set; found "
+                        f"{int(segs.min())}..{int(segs.max())})")
+    if lands.ndim != 3 or lands.shape[0] != n or lands.shape[1] != 2 or \
+            (num_landmarks is not None and lands.shape[2] != num_landmarks):
+        want = f"({n}, 2, {num_landmarks if num_landmarks is not None else 'L'})"
+        raise DataError(f"{p}: '{g}/lands' has shape {lands.shape}, expected {want} (N x 2 x L)")
+    if np.isinf(lands).any():
+        raise DataError(f"{p}: '{g}/lands' contains inf (an absent landmark is NaN)")
+    if images.visible is not None and images.visible.shape != (n, lands.shape[2]):
+        raise DataError(f"{p}: '{g}/visible' has shape {images.visible.shape}, expected {(n, lands.shape[2])} "
+                        "(N x L)")
+    if images.P is not None:
+        if images.P.shape != (n, 3, 4):
+            raise DataError(f"{p}: '{g}/P' has shape {images.P.shape}, expected {(n, 3, 4)}")
+        if not np.isfinite(images.P).all():
+            raise DataError(f"{p}: '{g}/P' contains NaN or inf")
+    return images
 
 
 def read_group(path: str | os.PathLike[str], group: str, label_file: str | os.PathLike[str] | None = None,
-               index: slice | np.ndarray | None = None) -> SpecimenImages:
-    """Read one specimen group (optionally a subset of its images)."""
-    sel = slice(None) if index is None else index
-    with _open(path) as f:
-        if group not in f:
-            raise DataError(f"{path}: missing group {group!r}; groups present: {sorted(f.keys())}")
-        g = f[group]
-        if "projs" not in g:
-            raise DataError(f"{path}: group {group!r} has no 'projs' dataset")
-        projs = np.asarray(g["projs"][sel], dtype=np.float32)
-        lab_g = g
-        lab_f = None
-        if label_file is not None:
-            lab_f = _open(label_file)
-            if group not in lab_f:
-                raise DataError(f"{label_file}: missing group {group!r}")
-            lab_g = lab_f[group]
+               index: slice | np.ndarray | None = None, num_classes: int | None = None) -> SpecimenImages:
+    """Read one specimen group (optionally a subset of its images), checked by :func:`check_images`.
+
+    ``num_classes`` bounds the label ids (default: from the file's ``task`` attribute, see
+    :data:`TASK_NUM_CLASSES`); the landmark count must match ``land-names`` when the file has it.
+    """
+    p = Path(path)
+    lab_p = Path(label_file) if label_file is not None else p
+    with _open(p) as f:
         try:
-            for key in ("segs", "lands"):
-                if key not in lab_g:
-                    src = label_file or path
-                    raise DataError(f"{src}: group {group!r} is missing required key '{key}'")
-            segs = np.asarray(lab_g["segs"][sel]).astype(np.uint8)
-            lands = np.asarray(lab_g["lands"][sel], dtype=np.float32)
-            visible = np.asarray(lab_g["visible"][sel]).astype(bool) if "visible" in lab_g else None
-            P = np.asarray(g["P"][sel], dtype=np.float64) if "P" in g else None
+            attrs_f = {k: _py(v) for k, v in f.attrs.items()}
+        except (OSError, RuntimeError, KeyError, TypeError) as exc:
+            raise DataError(f"{p}: cannot read the file attributes ({exc}); the file may be corrupted") from None
+        if group not in f:
+            raise DataError(f"{p}: missing group {group!r}; groups present: {sorted(f.keys())}")
+        g = node(f, group, p, "group")
+        projs = read_array(g, "projs", p, dtype="number", index=index).astype(np.float32)
+        P = read_array(g, "P", p, dtype="number", index=index).astype(np.float64) if "P" in g else None
+        try:
             attrs = {k: _py(v) for k, v in g.attrs.items()}
-        finally:
-            if lab_f is not None:
-                lab_f.close()
-    n, h, w = projs.shape
-    if segs.shape != projs.shape:
-        raise DataError(f"{path}: group {group!r}: segs shape {segs.shape} != projs shape {projs.shape}")
-    if lands.ndim != 3 or lands.shape[0] != n or lands.shape[1] != 2:
-        raise DataError(f"{path}: group {group!r}: lands must be [N, 2, L], got {lands.shape}")
-    return SpecimenImages(projs, segs, lands, visible, P, attrs)
+        except (OSError, RuntimeError, KeyError, TypeError) as exc:
+            raise DataError(f"{p}: cannot read the attributes of '{group}' ({exc})") from None
+        n_lands = len(_landmark_names(f, p)) if "land-names" in f else None
+        if label_file is None:
+            segs, lands, visible = _read_labels(f, p, group, index)
+    if label_file is not None:
+        with _open(lab_p) as lab_f:
+            segs, lands, visible = _read_labels(lab_f, lab_p, group, index)
+    nc = num_classes if num_classes is not None else num_classes_of(attrs_f)
+    images = SpecimenImages(projs, segs, lands, visible, P, attrs)
+    check_images(images, p, group, nc, n_lands)
+    images.segs = segs.astype(np.uint8)
+    return images
 
 
 def write_group(f: h5py.File, group: str, images: SpecimenImages) -> None:
     """Write one specimen group into an open file (the caller makes the whole file atomic)."""
     g = f.require_group(group)
-    g.create_dataset("projs", data=images.projs.astype(np.float32), compression="gzip", compression_opts=1)
-    g.create_dataset("segs", data=images.segs.astype(np.uint8), compression="gzip", compression_opts=1)
-    g.create_dataset("lands", data=images.lands.astype(np.float32))
+    g.create_dataset("projs", data=images.projs.astype(np.float32), compression="gzip", compression_opts=1,
+                     fletcher32=True)
+    g.create_dataset("segs", data=images.segs.astype(np.uint8), compression="gzip", compression_opts=1,
+                     fletcher32=True)
+    g.create_dataset("lands", data=images.lands.astype(np.float32), fletcher32=True)
     if images.visible is not None:
-        g.create_dataset("visible", data=images.visible.astype(bool))
+        g.create_dataset("visible", data=images.visible.astype(bool), fletcher32=True)
     if images.P is not None:
-        g.create_dataset("P", data=images.P.astype(np.float64))
+        g.create_dataset("P", data=images.P.astype(np.float64), fletcher32=True)
     for k, v in images.attrs.items():
         g.attrs[k] = v
 

@@ -92,7 +92,7 @@ def execute_notebooks(profile: str, jobs: int = 1, seed: int | None = None, data
     """Papermill-execute the book's notebooks into ``_build/src``; raises NotebookFailedError naming the first
     failure."""
     root = repo_root()
-    src = root / "_build" / "src"
+    src = paths.build_dir() / "src"
     params: dict[str, Any] = {"profile": profile}
     if seed is not None:
         params["seed"] = seed
@@ -144,17 +144,19 @@ def assemble_sources(src: Path, use_committed: bool = False) -> None:
 
 
 def build_html(src: Path, strict: bool = False) -> Path:
-    """Run ``jupyter-book build`` on ``src`` into ``<repo>/_build/html``."""
+    """Run ``jupyter-book build`` on ``src`` into ``paths.build_dir() / "html"``."""
     root = repo_root()
+    out = paths.build_dir()
+    shutil.rmtree(out / "html", ignore_errors=True)  # no stale pages or images of earlier builds
     exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe), "build", str(src), "--path-output", str(root), "--keep-going"]
+    cmd = [str(exe), "build", str(src), "--path-output", str(out.parent), "--keep-going"]
     if strict:
         cmd.append("-W")
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-    log = root / "_build" / "jupyter-book.log"
+    log = out / "jupyter-book.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(proc.stdout + proc.stderr)
-    index = root / "_build" / "html" / "index.html"
+    index = out / "html" / "index.html"
     if proc.returncode != 0 or not index.exists():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise SynthexError(f"jupyter-book build failed (exit {proc.returncode}); full log in {log}\n{tail}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,18 +67,37 @@ def record_path(profile: str, rid: str) -> Path:
     return paths.results_dir(profile) / f"{rid}.json"
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None, so that the JSON is strict (RFC 8259)."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return strict_json(obj.tolist())
+    return obj
+
+
 def save_record(record: dict[str, Any], profile: str) -> Path:
+    """Write a record atomically as strict JSON (NaN as null)."""
     path = record_path(profile, record["run_id"])
-    paths.atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=json_default))
+    text = json.dumps(strict_json(record), indent=1, sort_keys=True, default=json_default, allow_nan=False)
+    paths.atomic_write_text(path, text)
     return path
 
 
 def load_record(path: str | Path) -> dict[str, Any]:
+    """Read a record; metrics stored as null (NaN or inf when written) come back as NaN."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        rec = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: corrupted results file ({exc.msg}); delete it to recompute the run") from exc
+    if isinstance(rec, dict) and isinstance(rec.get("metrics"), dict):
+        rec["metrics"] = {k: float("nan") if v is None else v for k, v in rec["metrics"].items()}
+    return rec
 
 
 def find_record(profile: str, kind: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
@@ -91,6 +111,9 @@ def iter_records(profile: str, kind: str | None = None) -> Iterable[dict[str, An
         return
     for p in sorted(root.glob("*.json")):
         rec = load_record(p)
+        if not isinstance(rec, dict) or not {"run_id", "kind", "parameters", "metrics"} <= set(rec):
+            warnings.warn(f"{p}: not a run record of this library; skipped", stacklevel=2)
+            continue
         if kind is None or rec.get("kind") == kind:
             yield rec
 

@@ -16,11 +16,17 @@ LABEL_CMAP = ListedColormap(["#00000000", *LABEL_COLORS])
 
 
 def plot_history(history: list[dict[str, float]], ax: plt.Axes | None = None) -> plt.Axes:
-    """Training loss and its Dice / NCC parts per epoch."""
+    """Training loss and its Dice / NCC parts per epoch, and the validation loss when recorded (its best
+    epoch, the one the model keeps, marked)."""
     ax = ax or plt.subplots(figsize=(5, 3))[1]
     ep = [h["epoch"] for h in history]
-    for key, style in (("loss", "-"), ("dice_loss", "--"), ("ncc_loss", ":")):
-        ax.plot(ep, [h[key] for h in history], style, label=key.replace("_", " "))
+    for key, style in (("loss", "-"), ("dice_loss", "--"), ("ncc_loss", ":"), ("val_loss", "-")):
+        if history and key in history[0]:
+            label = "validation loss" if key == "val_loss" else key.replace("_", " ")
+            ax.plot(ep, [h[key] for h in history], style, label=label, lw=2.2 if key == "val_loss" else 1.2)
+    if history and "val_loss" in history[0]:
+        best = min(history, key=lambda h: h["val_loss"])
+        ax.plot([best["epoch"]], [best["val_loss"]], "o", color="black", label=f"kept (epoch {best['epoch']})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (−1 is perfect)")
     ax.legend(frameon=False)

@@ -26,8 +26,8 @@ from synthex_lib.anatomy import GENERATOR_VERSION as LAB_VERSION
 from synthex_lib.core import paths
 from synthex_lib.core.config import PROFILES, Profile, get_profile
 from synthex_lib.core.errors import ConfigError, DataError
-from synthex_lib.core.hashing import code_digest, stable_hash
-from synthex_lib.datasets.layout import write_landmark_names
+from synthex_lib.core.hashing import code_digest, sha256_cached, sha256_file, stable_hash
+from synthex_lib.datasets.layout import H5_LIBVER, write_landmark_names
 from synthex_lib.generate.render import load_npz
 from synthex_lib.generate.tasks import GENERATOR_VERSION, LABEL_RULE, LABEL_THRESHOLD_MM, REAL, TaskSpec, get_task
 
@@ -105,17 +105,59 @@ def read_manifest(out: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
 
 
+def file_state(out: Path, name: str, info: dict[str, Any]) -> str:
+    """``ok``, ``missing`` or ``corrupted``: a dataset file against its ``dataset.json`` record (size, then the
+    sha256, cached by size and mtime: :func:`~synthex_lib.core.hashing.sha256_cached`)."""
+    p = out / name
+    if not p.is_file():
+        return "missing"
+    if p.stat().st_size != info.get("bytes"):
+        return "corrupted"
+    want = info.get("sha256")
+    if want is not None and sha256_cached(p) != want:
+        return "corrupted"
+    return "ok"
+
+
 def is_complete(out: Path, key: str, domains: Sequence[str]) -> bool:
+    """True when the folder holds a dataset of parameters ``key`` with ``domains`` and every file matches the
+    sha256 recorded in ``dataset.json`` (by content, not only by size)."""
     man = read_manifest(out)
     if not man or man.get("params_hash") != key:
         return False
     if not set(domains) <= set(man.get("domains", [])):
         return False
-    for name, info in man.get("files", {}).items():
+    files = man.get("files", {})
+    if not isinstance(files, dict):
+        return False
+    return all(isinstance(info, dict) and file_state(out, name, info) == "ok" for name, info in files.items())
+
+
+def verify_dataset(out: str | os.PathLike[str]) -> list[tuple[Path, str]]:
+    """``(file, state)`` of every file of a generated dataset folder (``ok``, ``missing``, ``corrupted``),
+    re-hashed against ``dataset.json`` (never from the cache). Raises :class:`DataError` without a readable
+    manifest."""
+    out = Path(out)
+    man = read_manifest(out)
+    if man is None or not isinstance(man.get("files"), dict):
+        raise DataError(f"{manifest_path(out)}: missing or unreadable; regenerate the dataset with 'synthex simulate'")
+    result = []
+    for name, info in sorted(man["files"].items()):
         p = out / name
-        if not p.exists() or p.stat().st_size != info.get("bytes"):
-            return False
-    return True
+        if not p.is_file():
+            result.append((p, "missing"))
+        elif p.stat().st_size != info.get("bytes") or (info.get("sha256") and sha256_file(p) != info["sha256"]):
+            result.append((p, "corrupted"))
+        else:
+            result.append((p, "ok"))
+    return result
+
+
+def simulated_datasets(profile: str | None = None) -> list[Path]:
+    """Every generated dataset folder (holding a ``dataset.json``) under ``<data root>/sim/``."""
+    root = paths.data_root() / "sim"
+    pattern = f"{profile}/*/dataset.json" if profile else "*/*/dataset.json"
+    return sorted(p.parent for p in root.glob(pattern)) if root.is_dir() else []
 
 
 def file_attrs(task: TaskSpec, profile: Profile, seed: int, dataset: str, domain: str, device: str,
@@ -140,7 +182,7 @@ def assemble(path: Path, groups: list[tuple[str, list[Path], list[Path]]], names
     """Write one HDF5 file atomically from chunk outputs: groups in order, images chunk by chunk."""
     w, h = size
     with paths.atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", libver=H5_LIBVER) as f:
             for k in sorted(attrs):
                 f.attrs[k] = attrs[k]
             write_landmark_names(f, list(names))
@@ -149,12 +191,15 @@ def assemble(path: Path, groups: list[tuple[str, list[Path], list[Path]]], names
                 n = sum(len(lb["segs"]) for lb in labs)
                 g = f.create_group(group)
                 projs = g.create_dataset("projs", (n, h, w), np.float32, chunks=(1, h, w), compression="gzip",
-                                         compression_opts=1)
+                                         compression_opts=1, fletcher32=True)
                 segs = g.create_dataset("segs", (n, h, w), np.uint8, chunks=(1, h, w), compression="gzip",
-                                        compression_opts=1)
-                g.create_dataset("lands", data=np.concatenate([lb["lands"] for lb in labs]).astype(np.float32))
-                g.create_dataset("visible", data=np.concatenate([lb["visible"] for lb in labs]).astype(bool))
-                g.create_dataset("P", data=np.concatenate([lb["P"] for lb in labs]).astype(np.float64))
+                                        compression_opts=1, fletcher32=True)
+                g.create_dataset("lands", data=np.concatenate([lb["lands"] for lb in labs]).astype(np.float32),
+                                 fletcher32=True)
+                g.create_dataset("visible", data=np.concatenate([lb["visible"] for lb in labs]).astype(bool),
+                                 fletcher32=True)
+                g.create_dataset("P", data=np.concatenate([lb["P"] for lb in labs]).astype(np.float64),
+                                 fletcher32=True)
                 i = 0
                 for lb, ip in zip(labs, image_files, strict=True):
                     im = load_npz(ip)["projs"]

@@ -27,8 +27,9 @@ from synthex_lib import __version__, geometry
 from synthex_lib.core import paths
 from synthex_lib.core.cluster import ClusterOptions, describe, run_units
 from synthex_lib.core.config import Profile, get_profile
-from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.core.errors import ConfigError, DataError, SynthexError
 from synthex_lib.core.hashing import sha256_file
+from synthex_lib.core.memory import estimate_render_bytes, require_memory
 from synthex_lib.datasets.cases import ControlledCase
 from synthex_lib.generate import lab_source
 from synthex_lib.generate.cache import (
@@ -36,6 +37,7 @@ from synthex_lib.generate.cache import (
     dataset_dir,
     dataset_params,
     file_attrs,
+    file_state,
     is_complete,
     manifest_path,
     params_hash,
@@ -107,20 +109,67 @@ def ensure_dataset(task: str, profile: str | Profile, domains: Sequence[str] | N
     doms = tuple(d for d in ALL_DOMAINS if d in doms)  # canonical order
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"parameter 'chunk_size' must be a positive integer, got {chunk_size!r}")
+    cluster = ClusterOptions(workers=workers, scheduler=scheduler, slurm=slurm)  # checks 'workers' before any work
+    if spec.controlled:
+        get_source(dataset)  # an unknown source fails here, before a folder is made
+    elif dataset != "lab":
+        raise ConfigError(f"task {spec.name!r} is simulated from the virtual lab only (dataset='lab'), got {dataset!r}")
     source_options: dict[str, Any] = {} if path is None else {"path": str(path)}
     params = dataset_params(spec, prof, seed, dataset, source_options)
     phash = params_hash(params)
     out = dataset_dir(task, prof, seed, dataset)
     if not force and is_complete(out, phash, doms):
         return out
-    out.mkdir(parents=True, exist_ok=True)
-
-    with FileLock(str(out / ".lock")):
-        if not force and is_complete(out, phash, doms):  # another process finished it meanwhile
-            return out
-        _generate(spec, prof, doms, int(seed), dataset, source_options, params, phash, out, chunk_size, progress,
-                  ClusterOptions(workers=workers, scheduler=scheduler, slurm=slurm), force)
+    cluster.check_reachable()  # an unreachable scheduler or a missing sbatch fails now, not after 30 s of work
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(out / ".lock")):
+            if not force and is_complete(out, phash, doms):  # another process finished it meanwhile
+                return out
+            _clean_stale_parts(out)
+            _generate(spec, prof, doms, int(seed), dataset, source_options, params, phash, out, chunk_size,
+                      progress, cluster, force)
+    except SynthexError:
+        _remove_if_empty(made)  # a failed check leaves no empty '<task>/.lock' folder behind
+        raise
     return out
+
+
+def _check_memory(units: list[Unit], case_of: dict[tuple[str, str], ControlledCase], cluster: ClusterOptions,
+                  chunk_size: int) -> None:
+    """Refuse, before any work, a generation whose local work units cannot fit in memory together."""
+    if cluster.scheduler is not None or cluster.slurm is not None:
+        return  # the memory of remote workers is theirs to manage
+    def need(u: Unit) -> int:
+        case = case_of[(u.set_key, u.group)]
+        w, h = (int(v) for v in case.image_size)
+        ct = getattr(case.specimen, "ct_hu", None)
+        voxels = int(ct.size) if ct is not None else 0
+        return max(estimate_render_bytes(d, w, h, u.stop - u.start, voxels) for d in (*u.domains, "naive"))
+    parallel = 1 if cluster.in_process else max(1, min(cluster.workers or (os.cpu_count() or 1), len(units)))
+    peak = max(need(u) for u in units) * parallel
+    require_memory(peak, f"simulating {len(units)} unit(s) of up to {chunk_size} image(s) on {parallel} worker(s)",
+                   "use a smaller --chunk-size, fewer --workers or a smaller profile")
+
+
+def _clean_stale_parts(out: Path) -> None:
+    """Delete the temporary ``.part`` files a killed run left (we hold the folder's lock: nobody writes them)."""
+    for p in [*out.glob(".*.part"), *(out / ".work").rglob("*.part")]:
+        p.unlink(missing_ok=True)
+
+
+def _remove_if_empty(made: list[Path]) -> None:
+    """Remove the folders this call created (deepest first) when they hold nothing but the lock file."""
+    for folder in made:
+        try:
+            left = [p for p in folder.iterdir() if p.name != ".lock"]
+            if left:
+                return
+            (folder / ".lock").unlink(missing_ok=True)
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def generate_controlled(source_name: str, profile: str | Profile, seed: int = 0, domains: Sequence[str] | None = None,
@@ -138,9 +187,11 @@ def _generate(spec: TaskSpec, prof: Profile, doms: tuple[str, ...], seed: int, d
     same = bool(man and man.get("params_hash") == phash)  # the folder holds files of these parameters
     kept_domains = set(man.get("domains", [])) if same else set()  # type: ignore[union-attr]
     for name, info in (man.get("files", {}) if same else {}).items():  # type: ignore[union-attr]
-        p = out / name
-        if not p.exists() or p.stat().st_size != info.get("bytes"):  # deleted or damaged since: redo its domain
+        state = file_state(out, name, info)
+        if state != "ok":  # deleted or damaged since (size or sha256): redo its domain
             kept_domains.discard(info.get("domain"))
+            if state == "corrupted":
+                print(f"simulate {spec.name}: {out / name} does not match its recorded sha256; regenerating it")
     todo = tuple(d for d in doms if force or d not in kept_domains)
     work = out / ".work" / f"{phash}-c{chunk_size}"  # chunk boundaries depend on chunk_size
     if force:
@@ -162,6 +213,7 @@ def _generate(spec: TaskSpec, prof: Profile, doms: tuple[str, ...], seed: int, d
                 units.append(Unit(str(work), spec.name, seed, prof, s.key, s.case.group, c, start, stop, need_labels,
                                   need, s.shear, s.case.device, dev.pixel_mm))
     if units:
+        _check_memory(units, case_of, cluster, chunk_size)
         if progress:
             print(f"simulate {spec.name} ({prof.name}, {', '.join(todo)}): {len(units)} unit(s) {describe(cluster)}")
         run_units(run_unit, units, cluster, shared=lambda u: case_of[(u.set_key, u.group)],

@@ -13,6 +13,7 @@ import torch
 
 from synthex_lib.core.constants import HIP_NUM_CLASSES
 from synthex_lib.datasets.torch_dataset import ImageDataset
+from synthex_lib.learning.device import autocast_for, resolve_device
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.metrics import detect_landmarks, dice_per_image, hip_landmark_labels, landmark_errors_mm
 from synthex_lib.learning.models import MultiTaskUNet
@@ -20,22 +21,26 @@ from synthex_lib.learning.stats import summarize
 
 
 @torch.no_grad()
-def predict(model: MultiTaskUNet, images: np.ndarray, batch_size: int = 8, device: str = "cpu"
+def predict(model: MultiTaskUNet, images: np.ndarray, batch_size: int = 8, device: str | torch.device = "auto"
             ) -> tuple[np.ndarray, np.ndarray]:
-    """images float [N, H, W] (log domain) -> (labels uint8 [N, H, W], heatmaps float32 [N, L, H, W])."""
-    model.eval()
+    """images float [N, H, W] (log domain) -> (labels uint8 [N, H, W], heatmaps float32 [N, L, H, W]).
+
+    ``device``: where to run (``auto``: the model's device)."""
+    device = next(model.parameters()).device if str(device) == "auto" else resolve_device(device)
+    model = model.to(device).eval()
     segs, heats = [], []
     for i in range(0, len(images), batch_size):
         x = zscore(torch.from_numpy(np.asarray(images[i:i + batch_size], np.float32))[:, None]).to(device)
         x, (h, w) = pad_to_multiple(x, model.size_multiple)
-        out = model(x)
+        with autocast_for(device):
+            out = model(x)
         segs.append(out["seg_logits"][..., :h, :w].argmax(1).to(torch.uint8).cpu().numpy())
         heats.append(out["heatmaps"][..., :h, :w].float().cpu().numpy())
     return np.concatenate(segs), np.concatenate(heats)
 
 
 def evaluate_hip(model: MultiTaskUNet, test_ds: ImageDataset, sigma_px: float, pixel_mm: float,
-                 threshold: float = 0.9, device: str = "cpu") -> dict[str, Any]:
+                 threshold: float = 0.9, device: str | torch.device = "auto") -> dict[str, Any]:
     """Per-image Dice and per-landmark errors of the hip task on ``test_ds``.
 
     Returns arrays: ``dice`` [N], ``distance_mm`` [N, L] (raw), ``error_mm`` [N, L] (NaN where not

@@ -47,8 +47,9 @@ def detect_landmarks(heatmaps: np.ndarray, sigma_px: float, seg: np.ndarray | No
                      ) -> LandmarkPrediction:
     """heatmaps [L, H, W] -> locations (col, row) and NCC confidences.
 
-    ``seg`` [H, W] with ``landmark_labels[l]`` restricts landmark ``l``'s maximum to those labels
-    (falls back to the whole image when the structure is absent). ``patch_px`` defaults to
+    ``seg`` [H, W] with ``landmark_labels[l]`` restricts landmark ``l``'s maximum to those labels, as the
+    official ``est_lands_csv.py``; when the structure is absent from the predicted segmentation the
+    landmark is not detected (confidence 0, location the unrestricted maximum). ``patch_px`` defaults to
     ``10 * sigma`` (official: 25 * 8 / ds with sigma 2.5 * 8 / ds).
     """
     n, h, w = heatmaps.shape
@@ -60,13 +61,15 @@ def detect_landmarks(heatmaps: np.ndarray, sigma_px: float, seg: np.ndarray | No
     conf = np.zeros(n)
     for i in range(n):
         hm = heatmaps[i]
+        structure_found = True
         if seg is not None and landmark_labels is not None:
             allowed = np.isin(seg, landmark_labels[i])
-            if allowed.any():
+            structure_found = bool(allowed.any())
+            if structure_found:
                 hm = np.where(allowed, hm, -np.inf)
         r, c = np.unravel_index(int(np.argmax(hm)), hm.shape)
         xy[i] = (c, r)
-        conf[i] = ncc_np(padded[i, r:r + 2 * half + 1, c:c + 2 * half + 1], tmpl)
+        conf[i] = ncc_np(padded[i, r:r + 2 * half + 1, c:c + 2 * half + 1], tmpl) if structure_found else 0.0
     return LandmarkPrediction(xy=xy, confidence=conf)
 
 

@@ -12,35 +12,32 @@ atomically after every epoch, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
+import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from synthex_lib.core import paths
 from synthex_lib.core.config import Profile, get_profile
 from synthex_lib.core.constants import HIP_LANDMARKS, HIP_NUM_CLASSES
-from synthex_lib.core.errors import ConfigError
-from synthex_lib.datasets.torch_dataset import ImageDataset
+from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.learning.device import autocast_for, resolve_device
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.losses import multitask_loss
 from synthex_lib.learning.models import MultiTaskUNet, build_model
 from synthex_lib.randomization import DomainRandomization
 from synthex_lib.simulate.labels import gaussian_heatmaps
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0
-    step: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -51,61 +48,148 @@ def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def make_randomizer(preset: str | dict, seed: int):
-    """Domain randomization from a preset name or a config dict (see :mod:`synthex_lib.randomization`)."""
-
-    if isinstance(preset, dict):
-        return DomainRandomization.from_config(preset, seed=seed)
-    return DomainRandomization.from_preset(preset, seed=seed)
+def make_randomizer(preset: str | dict, seed: int) -> DomainRandomization:
+    """Domain randomization from a preset name, a config dict, YAML text or a ``.yaml``/``.json`` file (the
+    forms ``synthex dr check`` accepts; see :mod:`synthex_lib.randomization`)."""
+    return DomainRandomization.from_spec(preset, seed=seed)
 
 
-def train_multitask(train_ds: ImageDataset, profile: Profile, *, seed: int = 0, dr_preset: str | dict = "regular",
+#: the convergence criterion (recorded per run): over the last fifth of the epochs the validation loss
+#: improved by less than this fraction of its total improvement
+CONVERGENCE_TAIL = 0.2
+CONVERGENCE_FRACTION = 0.02
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: epochs and optimizer steps done, one history entry per epoch (training loss
+    parts, learning rate, and ``val_loss`` when a validation set is given), and the best validation epoch."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+
+
+def convergence(history: list[dict[str, float]], key: str = "val_loss", tail: float = CONVERGENCE_TAIL,
+                fraction: float = CONVERGENCE_FRACTION) -> dict[str, Any]:
+    """Did a run converge? Over the last ``tail`` of the epochs, the best ``key`` improved by less than
+    ``fraction`` of its total improvement (first epoch to best). Falls back to the training ``loss`` when the
+    history has no ``key``. Returns ``converged``, ``tail_improvement`` (as a fraction of the total), the key
+    used and the number of epochs; a run of fewer than 5 epochs, or one that never improved, is not converged."""
+    if history and key not in history[0]:
+        key = "loss"
+    v = np.array([h[key] for h in history], float)
+    out: dict[str, Any] = {"criterion": f"{key}: last {tail:.0%} of epochs improved < {fraction:.0%} of the total",
+                           "key": key, "epochs": int(v.size), "converged": False, "tail_improvement": float("nan")}
+    if v.size < 5 or not np.isfinite(v).all():
+        return out
+    k = max(1, int(np.ceil(tail * v.size)))
+    total = float(v[0] - v.min())
+    if total <= 0:
+        return out
+    tail_gain = float(max(0.0, v[:-k].min() - v.min()))
+    out["tail_improvement"] = tail_gain / total
+    out["converged"] = bool(tail_gain < fraction * total)
+    return out
+
+
+def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=_collate, num_workers=0)
+
+
+@torch.no_grad()
+def validation_loss(model: MultiTaskUNet, val_ds: Dataset, sigma: float, batch_size: int,
+                    device: torch.device) -> float:
+    """Mean loss on ``val_ds`` without randomization, in evaluation mode."""
+    model.eval()
+    total, n = 0.0, 0
+    for batch in _loader(val_ds, batch_size, False, 0):
+        with autocast_for(device):
+            loss, _ = _loss_on_batch(model, batch, sigma, device)
+        total += float(loss) * len(batch["image"])
+        n += len(batch["image"])
+    return total / max(n, 1)
+
+
+def train_multitask(train_ds: Dataset, profile: Profile, *, seed: int = 0, dr_preset: str | dict = "regular",
                     num_classes: int = HIP_NUM_CLASSES, num_landmarks: int = len(HIP_LANDMARKS),
                     checkpoint: str | os.PathLike[str] | None = None, progress: bool = True,
-                    device: str = "cpu") -> tuple[MultiTaskUNet, TrainState]:
-    """Train a multi-task U-Net on ``train_ds``; resume from ``checkpoint`` if it exists."""
+                    device: str | torch.device | None = "auto", val_ds: Dataset | None = None
+                    ) -> tuple[MultiTaskUNet, TrainState]:
+    """Train a multi-task U-Net on ``train_ds``; resume from ``checkpoint`` if it exists.
+
+    With ``val_ds`` the validation loss is computed after every epoch and the returned model carries the
+    weights of the best validation epoch (model selection, as the paper's validation split); without it,
+    the last epoch's. ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; GPUs train in mixed
+    precision. On the CPU the same seed gives the same bytes.
+    """
     if len(train_ds) == 0:
         raise ConfigError("the training set is empty: check the dataset and the held-out specimen")
+    dev = resolve_device(device)
+    cfg = profile.train
+    with _cpu_threads(cfg.cpu_threads if dev.type == "cpu" else torch.get_num_threads()):
+        return _train(train_ds, profile, seed, dr_preset, num_classes, num_landmarks, checkpoint, progress, dev,
+                      val_ds)
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (a CPU run's bytes depend on the thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(train_ds: Dataset, profile: Profile, seed: int, dr_preset: str | dict, num_classes: int,
+           num_landmarks: int, checkpoint: str | os.PathLike[str] | None, progress: bool, dev: torch.device,
+           val_ds: Dataset | None) -> tuple[MultiTaskUNet, TrainState]:
+    cfg = profile.train
     torch.manual_seed(seed)
-    model = build_model(num_classes, num_landmarks, profile.train.unet_channels).to(device)
-    if profile.train.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=profile.train.lr, weight_decay=profile.train.weight_decay)
+    model = build_model(num_classes, num_landmarks, cfg.unet_channels, network=cfg.network).to(dev)
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=profile.train.lr, momentum=profile.train.momentum, nesterov=True,
-                              weight_decay=profile.train.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=profile.train.lr_step_epochs, gamma=profile.train.lr_gamma)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                              weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and not torch.cuda.is_bf16_supported())
     state = TrainState()
+    best: dict[str, torch.Tensor] | None = None
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
-        blob = torch.load(ckpt, map_location=device, weights_only=False)
+        blob = load_checkpoint(ckpt, dev)
         model.load_state_dict(blob["model"])
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         state = TrainState(**blob["state"])
+        best = blob.get("best")
     dr = make_randomizer(dr_preset, seed)
-    sigma = profile.train.heatmap_sigma_px
-    steps_per_epoch = math.ceil(len(train_ds) / profile.train.batch_size)
-    total = profile.train.epochs * steps_per_epoch
-    if profile.train.max_iterations:
-        total = min(total, profile.train.max_iterations)
+    sigma = cfg.heatmap_sigma_px
+    total = cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size)
+    if cfg.max_iterations:
+        total = min(total, cfg.max_iterations)
     bar = tqdm(total=total, initial=min(state.step, total), desc="train", disable=not progress, leave=False)
-    cfg = profile.train
     while state.epoch < cfg.epochs and not (cfg.max_iterations and state.step >= cfg.max_iterations):
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + state.epoch)
-        loader = DataLoader(train_ds, batch_size=profile.train.batch_size, shuffle=True, generator=gen,
-                            collate_fn=_collate, num_workers=0)
         model.train()
         sums: dict[str, float] = {}
         n = 0
-        for batch in loader:
-            if profile.train.max_iterations and state.step >= profile.train.max_iterations:
+        for batch in _loader(train_ds, cfg.batch_size, True, seed * 1_000_003 + state.epoch):
+            if cfg.max_iterations and state.step >= cfg.max_iterations:
                 break
             b = dr({"image": batch["image"], "labels": batch["labels"], "landmarks": batch["landmarks"],
                     "visible": batch["visible"], "index": batch["index"], "epoch": state.epoch})
-            loss, parts = _loss_on_batch(model, b, sigma, device)
+            with autocast_for(dev):
+                loss, parts = _loss_on_batch(model, b, sigma, dev)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             state.step += 1
             n += 1
             for k, v in parts.items():
@@ -114,15 +198,23 @@ def train_multitask(train_ds: ImageDataset, profile: Profile, *, seed: int = 0, 
             bar.set_postfix(epoch=state.epoch, loss=f"{parts['loss']:.3f}")
         sched.step()
         state.epoch += 1
-        state.history.append({"epoch": state.epoch, "lr": opt.param_groups[0]["lr"],
-                              **{k: v / max(n, 1) for k, v in sums.items()}})
+        entry = {"epoch": state.epoch, "step": state.step, "lr": opt.param_groups[0]["lr"],
+                 **{k: v / max(n, 1) for k, v in sums.items()}}
+        if val_ds is not None and len(val_ds):
+            entry["val_loss"] = validation_loss(model, val_ds, sigma, cfg.batch_size, dev)
+            if entry["val_loss"] < state.best_val_loss:
+                state.best_val_loss, state.best_epoch = entry["val_loss"], state.epoch
+                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state.history.append(entry)
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, opt, sched, state)
+            _save_checkpoint(ckpt, model, opt, sched, state, best)
     bar.close()
+    if best is not None:
+        model.load_state_dict(best)
     return model, state
 
 
-def _loss_on_batch(model: MultiTaskUNet, b: dict[str, torch.Tensor], sigma: float, device: str):
+def _loss_on_batch(model: MultiTaskUNet, b: dict[str, torch.Tensor], sigma: float, device: torch.device):
     image = zscore(b["image"].float()).to(device)
     h, w = image.shape[-2:]
     heat = gaussian_heatmaps(b["landmarks"].to(device), (w, h), sigma, visible=b["visible"].to(device))
@@ -132,20 +224,34 @@ def _loss_on_batch(model: MultiTaskUNet, b: dict[str, torch.Tensor], sigma: floa
     mask = torch.zeros(labels.shape, device=device)
     mask[:, :h, :w] = 1
     out = model(image)
+    out = {k: v.float() for k, v in out.items()}
     return multitask_loss(out, labels, heat, b["visible"].to(device), mask)
 
 
-def _save_checkpoint(path: Path, model, opt, sched, state: TrainState) -> None:
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A training checkpoint; a truncated or foreign file raises one :class:`DataError` line naming it."""
+    try:
+        blob = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as exc:
+        raise DataError(f"{path}: truncated or corrupted checkpoint ({str(exc).splitlines()[0][:120]}); "
+                        "delete it to train the run again") from None
+    if not isinstance(blob, dict) or "model" not in blob or "state" not in blob:
+        raise DataError(f"{path}: not a checkpoint of this library; delete it to train the run again")
+    return blob
+
+
+def _save_checkpoint(path: Path, model, opt, sched, state: TrainState, best: dict[str, torch.Tensor] | None) -> None:
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "state": state.__dict__}, buf)
+                "state": state.__dict__, "best": best}, buf)
     paths.atomic_write_bytes(path, buf.getvalue())
 
 
 def load_trained_model(checkpoint: str | os.PathLike[str], profile: Profile | str, num_classes: int = HIP_NUM_CLASSES,
                        num_landmarks: int = len(HIP_LANDMARKS), device: str = "cpu") -> MultiTaskUNet:
     profile = get_profile(profile)
-    model = build_model(num_classes, num_landmarks, profile.train.unet_channels)
-    blob = torch.load(checkpoint, map_location=device, weights_only=False)
-    model.load_state_dict(blob["model"])
+    model = build_model(num_classes, num_landmarks, profile.train.unet_channels, network=profile.train.network,
+                        pretrained=False)  # the checkpoint holds every weight
+    blob = load_checkpoint(checkpoint, device)
+    model.load_state_dict(blob.get("best") or blob["model"])  # the selected (best validation) weights
     return model.to(device).eval()

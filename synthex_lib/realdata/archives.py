@@ -2,7 +2,10 @@
 
 Members are checked before anything is written: a member with an absolute path, a ``..``
 component, a drive letter or a symbolic link is refused (Python's ``zipfile`` silently rewrites
-such names instead of refusing them). Extraction goes to a temporary folder first.
+such names instead of refusing them), and so is any member that is not a regular file or a folder
+(FIFO, device, socket). The total unpacked size is checked too: more than :data:`MAX_RATIO` times
+the archive's size (a "zip bomb") or more than the free disk space is refused. Extraction goes
+to a temporary folder first.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 from synthex_lib.core.errors import DataError
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+#: largest accepted ratio of unpacked size to archive size (the paper's archives hold compressed data: ~1-10)
+MAX_RATIO = 100
 
 
 def is_zip(path: str | os.PathLike[str]) -> bool:
@@ -45,9 +50,27 @@ def check_zip(path: str | os.PathLike[str]) -> list[zipfile.ZipInfo]:
             raise DataError(f"{path}: refusing to unpack: member {name!r} has an absolute path")
         if ".." in parts:
             raise DataError(f"{path}: refusing to unpack: member {name!r} would escape the target folder ('..')")
-        if stat.S_ISLNK(info.external_attr >> 16):
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
             raise DataError(f"{path}: refusing to unpack: member {name!r} is a symbolic link")
+        kind = stat.S_IFMT(mode)
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+            raise DataError(f"{path}: refusing to unpack: member {name!r} is not a regular file or folder "
+                            f"(file type {oct(kind)})")
+    total = sum(i.file_size for i in infos)
+    size = max(path.stat().st_size, 1)
+    if total > MAX_RATIO * size and total > 1 << 20:
+        raise DataError(f"{path}: refusing to unpack: {total / 1e6:.0f} MB from a {size / 1e6:.1f} MB archive "
+                        f"(over {MAX_RATIO}x: a zip bomb or a corrupted archive); delete it and fetch again")
     return infos
+
+
+def _check_space(archive: Path, dest: Path, infos: list[zipfile.ZipInfo]) -> None:
+    total = sum(i.file_size for i in infos)
+    free = shutil.disk_usage(dest).free
+    if total > free:
+        raise DataError(f"{archive}: unpacking needs {total / 1e9:.2f} GB but {dest} has {free / 1e9:.2f} GB free; "
+                        "free some space or point SYNTHEX_DATA elsewhere")
 
 
 def _move_into(src: Path, dst: Path) -> None:
@@ -71,6 +94,7 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     archive, dest = Path(archive), Path(dest)
     infos = check_zip(archive)
     dest.mkdir(parents=True, exist_ok=True)
+    _check_space(archive, dest, infos)
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
     try:
         try:

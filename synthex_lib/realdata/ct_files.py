@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from synthex_lib.anatomy.io import read_markups, to_lps_axes
 from synthex_lib.anatomy.specimen import Specimen
 from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.core.volumes import check_ct_array, check_volume_file
 
 #: Label presets: file value -> hip label id (values not listed become background).
 LABEL_MAPS: dict[str, dict[int, int]] = {
@@ -82,6 +83,7 @@ def read_image(path: str | os.PathLike[str], series_uid: str | None = None, *, n
             if not p.name.lower().endswith(_SUFFIXES):
                 raise DataError(f"{p}: unsupported file type; use NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), "
                                 "MetaImage (.mha, .mhd) or a DICOM series folder")
+            check_volume_file(p)
             img = sitk.ReadImage(str(p))
     except RuntimeError as exc:
         msg = str(exc).strip().splitlines()
@@ -172,9 +174,8 @@ def load_ct_specimen(ct: str | os.PathLike[str], labels: str | os.PathLike[str] 
         raise ConfigError(f"parameter 'kind' must be hip, chest or tool, got {kind!r}")
     ct_path = Path(ct)
     img = read_image(ct_path, series_uid)
+    check_ct_array(sitk.GetArrayViewFromImage(img), ct_path, hu=check_hu)
     arr = sitk.GetArrayFromImage(img).astype(np.float32)
-    if not np.isfinite(arr).all():
-        raise DataError(f"{ct_path}: the CT contains NaN or inf voxels; clean the volume first")
     if check_hu and arr.min() >= 0:
         raise DataError(f"{ct_path}: CT values {arr.min():.0f}..{arr.max():.0f} do not look like HU (air is about "
                         "-1000): the file may hold raw scanner values; apply RescaleSlope/Intercept first (or pass "

@@ -28,7 +28,7 @@ from synthex_lib.core import paths
 from synthex_lib.core.constants import HIP_LANDMARKS, HIP_NUM_CLASSES
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.core.h5io import node, open_h5, read_array, read_scalar, read_str
-from synthex_lib.datasets.layout import SpecimenImages, write_group, write_landmark_names
+from synthex_lib.datasets.layout import H5_LIBVER, SpecimenImages, check_images, write_group, write_landmark_names
 from synthex_lib.realdata.deepfluoro import SPECIMEN_IDS
 
 #: downsampling factor -> file name (8x and 16x documented by the authors; 2x and 4x inferred).
@@ -119,10 +119,7 @@ class DeepFluoroPreprocessed:
             projs = read_array(g, "projs", p, index=index).astype(np.float32)
             segs = read_array(g, "segs", p, dtype="int", index=index)
             lands = read_array(g, "lands", p, index=index).astype(np.float32)
-        if not np.isfinite(projs).all():
-            raise DataError(f"{p}: '{group}/projs' contains NaN or inf")
-        if segs.size and (segs.min() < 0 or segs.max() >= HIP_NUM_CLASSES):
-            raise DataError(f"{p}: '{group}/segs' holds labels outside 0-{HIP_NUM_CLASSES - 1}")
+        check_images(SpecimenImages(projs, segs, lands), p, group, HIP_NUM_CLASSES, len(self.landmark_names))
         out = np.full((lands.shape[0], 2, len(landmark_order)), np.nan, np.float32)
         for j, name in enumerate(landmark_order):
             if name in self.landmark_names:
@@ -145,7 +142,7 @@ class DeepFluoroPreprocessed:
 
 
         out = Path(out)
-        with paths.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        with paths.atomic_path(out) as tmp, h5py.File(tmp, "w", libver=H5_LIBVER) as f:
             write_landmark_names(f, HIP_LANDMARKS)
             for g in self.groups:
                 write_group(f, g, self.images(g))

@@ -169,8 +169,15 @@ def _register(m: Manifest, f: FileEntry, stored: Path, *, source: str, known: st
              f"{lock_path()}; later fetches and 'synthex data verify' check against it")
 
 
+def missing_expected(dataset: str | Manifest, dest: Path | None = None) -> list[str]:
+    """The files a dataset's manifest expects (``expect`` globs) that are not under its folder."""
+    m = dataset if isinstance(dataset, Manifest) else load_manifest(dataset)
+    dest = dest or dataset_dir(m.name)
+    return [p for p in m.expect if not any(dest.glob(p))]
+
+
 def _warn_missing_expected(m: Manifest, dest: Path, echo: Echo) -> None:
-    missing = [p for p in m.expect if not any(dest.glob(p))]
+    missing = missing_expected(m, dest)
     if missing:
         echo(f"{m.name}: expected but not found under {dest}: {', '.join(missing)}")
 

@@ -22,6 +22,7 @@ import SimpleITK as sitk
 
 from synthex_lib.anatomy.io import to_lps_axes
 from synthex_lib.core.errors import DataError
+from synthex_lib.core.volumes import check_ct_array, check_volume_file
 
 AIR_HU = -1024.0
 
@@ -47,12 +48,15 @@ class Volume:
 def volume_from_file(path: str | Path) -> Volume:
     """Read a CT (HU) file into a :class:`Volume` usable by every projector's ``render``.
 
-    Raises :class:`DataError` naming the file if it is missing, unreadable, not 3D, or contains NaN/inf.
+    Raises :class:`DataError` naming the file if it is missing, unreadable, truncated, not 3D, too small, of a
+    voxel type that cannot hold HU, or contains NaN/inf or values outside the plausible HU range
+    (:mod:`synthex_lib.core.volumes`, the checks every volume reader makes).
     """
 
     p = Path(path)
     if not p.is_file():
         raise DataError(f"CT file {p}: not found; give a NIfTI (.nii/.nii.gz), NRRD or MHA file")
+    check_volume_file(p)
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError as exc:
@@ -61,10 +65,9 @@ def volume_from_file(path: str | Path) -> Volume:
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(f"CT file {p}: expected a 3D scalar image, got dimension {img.GetDimension()} with "
                         f"{img.GetNumberOfComponentsPerPixel()} components")
+    check_ct_array(sitk.GetArrayViewFromImage(img), f"CT file {p}")
     img, how = to_lps_axes(img, default=AIR_HU, isotropic=True)
     hu = sitk.GetArrayFromImage(img).astype(np.float32)  # [z, y, x]
-    if not np.isfinite(hu).all():
-        raise DataError(f"CT file {p}: contains NaN or inf values; clean the volume first")
     if any(s <= 0 for s in img.GetSpacing()):
         raise DataError(f"CT file {p}: non-positive spacing {img.GetSpacing()}")
     return Volume(ct_hu=hu, spacing=tuple(float(s) for s in img.GetSpacing()),

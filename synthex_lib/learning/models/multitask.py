@@ -3,8 +3,9 @@
 The heads follow the official SyntheX code (TransUNet + landmark head, ``lands_num_1x1=2``): the
 decoder features are concatenated with the segmentation logits, then two bias-free 1x1
 convolutions map them to one heatmap per landmark. The backbone here is MONAI's residual U-Net
-(the paper used TransUNet R50-ViT-B/16 pre-trained on ImageNet-21k, whose weights cannot be
-fetched at run time; a U-Net of the profile's width stands in and the book says so).
+of the profile's width, the CPU profiles' stand-in for the paper's TransUNet R50-ViT-B/16
+pre-trained on ImageNet-21k (:mod:`~synthex_lib.learning.models.transunet`, network
+``"transunet"`` of :func:`~synthex_lib.learning.models.build_model`).
 
 Input: ``[B, 1, H, W]`` z-scored images (H, W divisible by ``2 ** (levels - 1)``).
 Output: dict with ``seg_logits`` ``[B, C, H, W]`` and ``heatmaps`` ``[B, L, H, W]``.
@@ -49,7 +50,3 @@ class MultiTaskUNet(nn.Module):
         seg = self.seg_head(feats)
         heat = self.land_head(torch.cat([feats, seg], dim=1))
         return {"seg_logits": seg, "heatmaps": heat}
-
-
-def build_model(num_classes: int, num_landmarks: int, channels: tuple[int, ...]) -> MultiTaskUNet:
-    return MultiTaskUNet(num_classes=num_classes, num_landmarks=num_landmarks, channels=tuple(channels))

@@ -1,0 +1,107 @@
+"""Sweeps: many training runs of a study, each a task on a Dask cluster, resumable and fault-tolerant.
+
+A sweep is a list of :class:`RunSpec` (picklable: the profile and the run's arguments). Each runs
+as one unit of :func:`synthex_lib.core.cluster.run_units`: a local cluster by default (one worker
+process per core), an existing scheduler (``scheduler="tcp://host:8786"``) or Slurm through
+dask-jobqueue (``slurm={...}``; declare GPUs with ``job_extra_directives=["--gres=gpu:1"]``).
+``workers=0`` runs them in this process.
+
+* Resumption: a run already in the results store is read back, not retrained; an interrupted
+  run resumes from its last checkpoint.
+* Faults: a failing run is recorded in ``results/<profile>/failed/<run id>.json`` with its error,
+  and the other runs go on; :func:`run_sweep` reports it.
+* Reproducibility: every run uses ``profile.train.cpu_threads`` torch threads on the CPU (the bytes
+  of a CPU run depend on the thread count, not on how many runs share the machine), so a sweep gives
+  the same bytes whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthex_lib.core import paths
+from synthex_lib.core.cluster import ClusterOptions, describe, run_units
+from synthex_lib.core.config import Profile, get_profile
+from synthex_lib.core.hashing import stable_hash
+from synthex_lib.experiments import hip, results
+
+#: the studies a sweep can run, by name -> the function running one run of it
+STUDIES = {"hip-controlled": hip.run_hip_experiment}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study: ``STUDIES[study](profile, **kwargs)``."""
+
+    study: str
+    profile: Profile
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs.items()) if k not in ("progress",))
+
+
+def failed_dir(profile: str) -> Path:
+    """Where failed runs are recorded."""
+    return paths.results_dir(profile) / "failed"
+
+
+def execute(spec: RunSpec) -> dict[str, Any]:
+    """Run one spec (in a worker); never raises: returns ``{"status": "done", "run_id": ...}`` or
+    ``{"status": "failed", "error": ..., "record": path}``."""
+    torch.set_num_threads(spec.profile.train.cpu_threads)
+    try:
+        rec = STUDIES[spec.study](spec.profile, progress=False, **spec.kwargs)
+        return {"status": "done", "run_id": rec["run_id"], "label": spec.label()}
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        path = failed_dir(spec.profile.name) / f"{spec.study}-{stable_hash([spec.study, spec.kwargs], 12)}.json"
+        paths.atomic_write_text(path, json.dumps({"study": spec.study, "profile": spec.profile.name,
+                                                  "arguments": spec.kwargs, "error": error,
+                                                  "traceback": traceback.format_exc(), "failed": results.now_iso()},
+                                                 indent=1, sort_keys=True, default=str))
+        return {"status": "failed", "error": error, "record": str(path), "label": spec.label()}
+
+
+def run_sweep(specs: list[RunSpec], *, workers: int | None = None, scheduler: str | None = None,
+              slurm: dict[str, Any] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every spec as a Dask task (see the module docstring); returns one outcome per spec, in order."""
+    options = ClusterOptions(workers=workers, scheduler=scheduler, slurm=slurm)
+    if progress and specs:
+        print(f"sweep: {len(specs)} run(s) {describe(options)}")
+    return run_units(execute, specs, options, desc="sweep", progress=progress)
+
+
+def hip_specs(profile: Profile, *, seed: int = 0, dataset: str = "lab", domains: tuple[str, ...] = hip.DOMAINS,
+              presets: tuple[str, ...] = ("regular", "strong"), data_path: str | None = None) -> list[RunSpec]:
+    """Every (training domain, preset, held-out specimen) run of the controlled hip study."""
+    folds = hip.held_out_groups(profile, seed, dataset, data_path)
+    base = {"seed": seed, "dataset": dataset, "data_path": data_path}
+    return [RunSpec("hip-controlled", profile, {**base, "train_domain": d, "dr_preset": p, "test_group": g})
+            for d in domains for p in presets for g in folds]
+
+
+def hip_sweep(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str = "lab",
+              domains: tuple[str, ...] = hip.DOMAINS, presets: tuple[str, ...] = ("regular", "strong"),
+              progress: bool = True, data_path: str | None = None, workers: int | None = 0,
+              scheduler: str | None = None, slurm: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run (or read back) every (domain, preset, held-out specimen) of the controlled study and return the
+    stored records. The data are generated first, in this process; the runs then go to the cluster
+    (``workers=0``: in this process). Failed runs are recorded and left out, with one line each on stdout."""
+    profile = get_profile(profile)
+    hip.controlled_dir(profile, seed, dataset, data_path)  # generate the data once, before the workers start
+    specs = hip_specs(profile, seed=seed, dataset=dataset, domains=domains, presets=presets, data_path=data_path)
+    outcomes = run_sweep(specs, workers=workers, scheduler=scheduler, slurm=slurm, progress=progress)
+    records = []
+    for spec, out in zip(specs, outcomes, strict=True):
+        if out["status"] == "done":
+            records.append(hip.run_hip_experiment(spec.profile, progress=False, **spec.kwargs))
+        else:
+            print(f"sweep: run failed ({out['label']}): {out['error']}; recorded in {out['record']}")
+    return records

@@ -1,0 +1,35 @@
+"""Where networks run: the device (CUDA when present, overridable) and the precision (mixed on GPUs)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from synthex_lib.core.errors import ConfigError
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None): CUDA when present, else the CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ... as given.
+    A CUDA device on a machine without one raises :class:`ConfigError` naming the parameter."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"parameter 'device' must be auto, cpu or cuda[:N], got {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"parameter 'device' is {device!r} but this machine has no CUDA device; use 'auto' or 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"parameter 'device' must be auto, cpu or cuda[:N], got {device!r}")
+    return dev
+
+
+def autocast_for(device: torch.device) -> Any:
+    """Mixed precision on a GPU (bfloat16 where supported, else float16); full float32 on the CPU, so that CPU
+    results are bit-reproducible."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    return contextlib.nullcontext()

@@ -1,0 +1,104 @@
+"""The controlled study's design: validation split, convergence criterion, device choice, paired claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synthex_lib.core.errors import ConfigError
+from synthex_lib.experiments.hip import check_claims, paired_pool, validation_split, verdict_summary
+from synthex_lib.learning.device import resolve_device
+from synthex_lib.learning.training import convergence
+
+
+def test_validation_split_takes_a_fraction_of_each_specimen_deterministically():
+    groups = np.array(["02"] * 20 + ["03"] * 10 + ["04"] * 1)
+    tr, va = validation_split(groups, 0.1, seed=0)
+    assert sorted(tr + va) == list(range(31)) and not set(tr) & set(va)
+    per = {g: int(np.isin(np.flatnonzero(groups == g), va).sum()) for g in ("02", "03", "04")}
+    assert per == {"02": 2, "03": 1, "04": 0}  # a one-image specimen stays for training
+    assert validation_split(groups, 0.1, seed=0) == (tr, va)
+    assert validation_split(groups, 0.1, seed=1)[1] != va
+    assert validation_split(groups, 0.0, seed=0) == (list(range(31)), [])
+
+
+def _hist(values, key="val_loss"):
+    return [{"epoch": i + 1, "loss": v, key: v} for i, v in enumerate(values)]
+
+
+def test_convergence_criterion():
+    flat_tail = np.r_[np.linspace(0, -1, 16), np.full(4, -1.0) - np.linspace(0, 0.01, 4)]
+    c = convergence(_hist(flat_tail))
+    assert c["converged"] and c["key"] == "val_loss" and c["tail_improvement"] == pytest.approx(0.01 / 1.01, rel=1e-3)
+    still_falling = np.linspace(0, -1, 20)  # the last fifth still gives 4/19 of the total
+    c = convergence(_hist(still_falling))
+    assert not c["converged"] and c["tail_improvement"] == pytest.approx(0.2 / 1.0, rel=0.1)
+    assert not convergence(_hist([0.0, 0.1, 0.2, 0.3, 0.4]))["converged"]  # never improved
+    assert not convergence(_hist([1.0, 0.5]))["converged"]  # too short
+    assert convergence([{"epoch": i, "loss": v} for i, v in enumerate(flat_tail)])["key"] == "loss"
+
+
+def test_device_choice():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="parameter 'device'.*no CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="parameter 'device'"):
+        resolve_device("tpu")
+
+
+def _rec(domain, preset, group, dice, err, converged=True):
+    return {"parameters": {"train_domain": domain, "dr_preset": preset, "test_group": group},
+            "metrics": {"converged": converged},
+            "per_image": {"dice": list(dice), "error_mm": [list(r) for r in err]}}
+
+
+def _records(converged=True, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.4, 0.9, 30)
+    err = rng.uniform(2, 20, (30, 4))
+    out = []
+    for g in ("01", "02"):
+        sl = slice(0, 15) if g == "01" else slice(15, 30)
+        for dom, pre, dd, de in [("realistic", "strong", 0.10, -3.0), ("heuristic", "strong", 0.0, 0.0),
+                                 ("naive", "strong", -0.05, 2.0), ("real", "strong", 0.10, -3.0),
+                                 ("real", "regular", 0.0, 0.0), ("realistic", "regular", 0.02, 0.0),
+                                 ("heuristic", "regular", 0.0, 0.0), ("naive", "regular", 0.0, 0.0)]:
+            noise = rng.normal(0, 0.005, 15)
+            out.append(_rec(dom, pre, g, base[sl] + dd + noise, err[sl] + de + rng.normal(0, 0.05, (15, 4)),
+                            converged))
+    return out
+
+
+def test_paired_pool_matches_images_across_folds():
+    recs = _records()
+    a, b, conv = paired_pool(recs, ("realistic", "strong"), ("heuristic", "strong"), "dice")
+    assert a.shape == b.shape == (30,) and conv
+    assert np.allclose(a - b, 0.10, atol=0.03)
+    partial = [r for r in recs if not (r["parameters"]["train_domain"] == "heuristic" and
+                                       r["parameters"]["test_group"] == "02")]
+    a, b, _ = paired_pool(partial, ("realistic", "strong"), ("heuristic", "strong"), "dice")
+    assert a.shape == (15,)  # only the shared held-out specimen
+
+
+def test_claims_on_a_known_design():
+    df = check_claims(_records())
+    v = dict(zip(zip(df["claim"], df["metric"], strict=True), df["verdict"], strict=True))
+    assert v[("realistic beats heuristic (strong DR)", "Dice")] == "held"
+    assert v[("realistic beats heuristic (strong DR)", "landmark mm")] == "held"
+    assert v[("realistic beats naive (strong DR)", "Dice")] == "held"
+    assert v[("realistic on par with real data (strong DR)", "Dice")] == "held"  # equal within 0.05 by TOST
+    assert v[("strong DR beats regular DR (heuristic)", "Dice")] == "not held"  # no difference built in
+    assert v[("regular DR beats strong DR (naive: the paper's exception)", "Dice")] == "held"
+    assert set(df["verdict"]) <= {"held", "not held"}
+    assert {"P", "P (Holm)", "A - B (95% CI)", "paper"} <= set(df.columns)
+    s = verdict_summary(df)
+    assert s["held"] + s["not held"] == len(df) and s["not testable"] == 0
+
+
+def test_claims_of_unconverged_runs_are_not_testable():
+    df = check_claims(_records(converged=False))
+    assert (df["verdict"] == "not testable (runs not converged)").all()
+    assert verdict_summary(df)["not testable"] == len(df)
