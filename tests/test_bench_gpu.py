@@ -56,8 +56,9 @@ def test_allow_cpu_tiny_run_prints_the_figures_as_json():
         assert out[f"rel_l1_naive_vs_diffdrr_{PX}px"] < 0.01
     else:
         assert f"diffdrr_error_{PX}px" in out
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and importlib.util.find_spec("nanodrr") is not None:
         assert "needs CUDA" in out[f"nanodrr_triton_error_{PX}px"]
+    if not torch.cuda.is_available():
         assert "deepdrr_error" in out
 
 
