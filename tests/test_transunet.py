@@ -138,7 +138,7 @@ def test_one_training_step_on_cpu(tmp_path):
     opt.step()
     assert np.isfinite(parts["loss"])
     for name in ("resnet.conv_root.weight", "blocks.1.attn.query.weight", "pos_embed", "decoder.3.conv2.0.weight",
-                 "land_head.1.weight"):
+                 "heads.land_head.1.weight"):
         assert not torch.equal(before[name], dict(model.named_parameters())[name]), name
     # another multiple of 16, not square: the position embeddings follow the input grid
     model.eval()

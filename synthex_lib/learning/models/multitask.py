@@ -18,6 +18,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from synthex_lib.core.errors import ConfigError
+from synthex_lib.learning.models.heads import MultiTaskHeads
 
 
 class MultiTaskUNet(nn.Module):
@@ -34,11 +35,7 @@ class MultiTaskUNet(nn.Module):
             strides=(2,) * (len(channels) - 1), num_res_units=num_res_units, norm="INSTANCE", dropout=dropout,
         )
         self.act = nn.PReLU(features)
-        self.seg_head = nn.Conv2d(features, num_classes, kernel_size=3, padding=1)
-        self.land_head = nn.Sequential(
-            nn.Conv2d(features + num_classes, num_landmarks + num_classes, kernel_size=1, bias=False),
-            nn.Conv2d(num_landmarks + num_classes, num_landmarks, kernel_size=1, bias=False),
-        )
+        self.heads = MultiTaskHeads(features, num_classes, num_landmarks)
 
     @property
     def size_multiple(self) -> int:
@@ -46,7 +43,4 @@ class MultiTaskUNet(nn.Module):
         return 2 ** (self.levels - 1)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.act(self.backbone(image))
-        seg = self.seg_head(feats)
-        heat = self.land_head(torch.cat([feats, seg], dim=1))
-        return {"seg_logits": seg, "heatmaps": heat}
+        return self.heads(self.act(self.backbone(image)))

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.learning.models.heads import MultiTaskHeads
 from synthex_lib.realdata.manifest import dataset_dir
 
 #: The manifest (``data_manifests/<name>.yaml``) declaring the pretrained weights, and its file.
@@ -261,12 +262,7 @@ class TransUNet(nn.Module):
         self.decoder = nn.ModuleList(DecoderBlock(ci, co, sk) for ci, co, sk in
                                      zip(cins, decoder_channels, skips, strict=True))
         # SyntheX heads
-        features = decoder_channels[-1]
-        self.seg_head = nn.Conv2d(features, num_classes, kernel_size=3, padding=1)
-        self.land_head = nn.Sequential(
-            nn.Conv2d(features + num_classes, num_landmarks + num_classes, kernel_size=1, bias=False),
-            nn.Conv2d(num_landmarks + num_classes, num_landmarks, kernel_size=1, bias=False),
-        )
+        self.heads = MultiTaskHeads(decoder_channels[-1], num_classes, num_landmarks)
 
     @property
     def size_multiple(self) -> int:
@@ -295,9 +291,7 @@ class TransUNet(nn.Module):
         x = self.conv_more(tokens.transpose(1, 2).reshape(tokens.shape[0], -1, gh, gw))
         for i, block in enumerate(self.decoder):
             x = block(x, skips[i] if i < self.n_skip else None)
-        seg = self.seg_head(x)
-        heat = self.land_head(torch.cat([x, seg], dim=1))
-        return {"seg_logits": seg, "heatmaps": heat}
+        return self.heads(x)
 
 
 # --- the official ImageNet-21k weights ------------------------------------------------------------
