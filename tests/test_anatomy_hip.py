@@ -7,6 +7,7 @@ import pytest
 
 from synthex_lib.anatomy import make_specimen
 from synthex_lib.anatomy.hip import HipAnatomy
+from synthex_lib.anatomy.hip_landmarks import LANDMARK_DEPTH_MM
 from synthex_lib.anatomy.hip_params import sample_hip_params
 from synthex_lib.anatomy.specimens import build_anatomy
 from synthex_lib.anatomy.tissues import Material, Tissue
@@ -70,7 +71,9 @@ def test_landmark_relations(hip) -> None:
         assert lm[f"ASIS-{s}"][1] < lm[f"FH-{s}"][1]  # ASIS anterior of the hip centre
         assert lm[f"ASIS-{s}"][2] > lm[f"FH-{s}"][2]  # and superior
         assert lm[f"GSN-{s}"][1] > lm[f"FH-{s}"][1]  # the sciatic notch is posterior
-        assert abs(lm[f"SPS-{s}"][0]) < 6  # symphysis at the midline
+        # symphysis at the midline (pelvis frame): the symphyseal face (2.5 mm off it) plus the depth
+        # the landmarks lie beneath the bone surface
+        assert abs((hip.pelvis_rotation.T @ lm[f"SPS-{s}"])[0]) < 2.5 + LANDMARK_DEPTH_MM + 1
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -15,7 +15,7 @@ from synthex_lib.core.cluster import ClusterOptions, make_slurm_cluster, parse_s
 from synthex_lib.core.config import get_profile
 from synthex_lib.core.constants import HIP_LANDMARKS
 from synthex_lib.core.errors import ConfigError
-from synthex_lib.datasets.layout import list_groups, read_file_attrs, read_group, read_landmark_names
+from synthex_lib.datasets.layout import list_groups, read_file_attrs, read_group, read_landmark_names, read_poses
 from synthex_lib.generate import cache, lab_source, render, tasks
 from synthex_lib.generate import engine as gen
 from synthex_lib.simulate.scanner import VoxelAnatomy
@@ -118,8 +118,18 @@ def test_controlled_dataset_layout_matched_replicas_and_cache(lab):
     # the landmarks of the stored P reproject (x, y) = P X
     from synthex_lib.geometry import project_points
 
-    uv, _ = project_points(real.P[0], _phantom("01").landmark_array(HIP_LANDMARKS))
-    np.testing.assert_allclose(real.landmarks_xy[0], uv, atol=1e-3)
+    # (the femoral heads with their femur's own registered P), and the true pose of acquisition is stored
+    poses = read_poses(out / "real.h5", "01")
+    assert sorted(poses) == ["P", "P_left_femur", "P_right_femur", "P_true"]
+    np.testing.assert_array_equal(poses["P"], real.P)
+    assert not np.allclose(poses["P_true"], real.P)
+    for name in ("naive", "realistic"):
+        np.testing.assert_array_equal(read_poses(out / f"{name}.h5", "01")["P_true"], poses["P_true"])
+    marks = _phantom("01").landmark_array(HIP_LANDMARKS)
+    own = {"FH-l": "P_left_femur", "FH-r": "P_right_femur"}
+    for li, name in enumerate(HIP_LANDMARKS):
+        uv, _ = project_points(poses[own.get(name, "P")][0], marks[li:li + 1])
+        np.testing.assert_allclose(real.landmarks_xy[0, li], uv[0], atol=1e-3)
 
 
 def test_kill_and_resume_gives_identical_bytes(lab, monkeypatch, tmp_path):

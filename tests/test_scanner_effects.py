@@ -1,5 +1,6 @@
 """Emulated scanners: every hardware effect against its defining property, foreign-object geometry,
-and the whole acquisition (determinism, ADC depth, AEC, heel, the two models differ)."""
+and the whole acquisition (determinism, ADC depth, AEC, heel and its flat-field correction, defects
+corrected, the two models differ)."""
 
 from __future__ import annotations
 
@@ -137,13 +138,14 @@ def test_quantization_levels_and_saturation():
     assert (q[x > 1.0001] == 4095).all()  # saturation
 
 
-def test_defect_map_is_fixed_for_a_detector():
+def test_defect_map_is_fixed_for_a_detector_and_defined_at_native_pixels():
     spec = hw.DefectSpec(dead_fraction=0.01, hot_fraction=0.005, dead_columns=2)
-    a = hw.defect_map((100, 80), spec, "cios-fusion")
-    b = hw.defect_map((100, 80), spec, "cios-fusion")
-    c = hw.defect_map((100, 80), spec, "loopx")
+    dev = geometry.Device("small", 80, 100, 0.2, 1000.0)
+    a = hw.defect_map(dev, spec, "cios-fusion")
+    b = hw.defect_map(dev, spec, "cios-fusion")
+    c = hw.defect_map(dev, spec, "loopx")
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
+    assert a.shape == (80, 100) and not np.array_equal(a, c)
     assert (a == hw.DEFECT_HOT).sum() == pytest.approx(40, abs=1)
     assert (a == hw.DEFECT_DEAD).sum() >= 80
     cols = [j for j in range(100) if (a[:, j] == hw.DEFECT_DEAD).sum() >= 0.3 * 80]
@@ -152,6 +154,25 @@ def test_defect_map_is_fixed_for_a_detector():
     out = hw.apply_defects(img, a, 4095)
     assert (out[a == hw.DEFECT_DEAD] == 0).all() and (out[a == hw.DEFECT_HOT] == 4095).all()
     assert (out[a == hw.DEFECT_OK] == 1000).all()
+    # the native map does not depend on the output size: binned gains at two sizes see the same defects
+    gain, offset = hw.native_gain_offset(dev, spec, "cios-fusion")
+    assert (gain[a != hw.DEFECT_OK] == 0).all() and (offset[a == hw.DEFECT_HOT] == 1.0).all()
+
+
+def test_defects_are_corrected_in_the_stored_image():
+    s = _phantom_specimen()
+    sc = get_scanner("cios-fusion", defects=hw.DefectSpec(dead_fraction=0.0, hot_fraction=0.0, dead_columns=3,
+                                                           gain_sigma=0.0))
+    _, st = sc.render(s, _P(geometry.CIOS_FUSION, 360), (360, 360), [np.random.default_rng(0)], foreign=False,
+                      return_stages=True)
+    st = st[0]
+    # 4 x 4 binning: each dead native column lowers one binned column by 1/4: found in the flood, interpolated
+    assert st.defects.sum() > 0 and np.median(st.gain[st.defects]) < 0.8
+    cols = np.nonzero(st.defects.any(axis=0))[0]
+    for c in cols:
+        rows = st.defects[:, c]
+        neighbours = 0.5 * (st.log[rows, c - 1] + st.log[rows, c + 1])
+        assert np.abs(st.log[rows, c] - neighbours).mean() < 0.02  # no stripe left
 
 
 # --- vendor processing ----------------------------------------------------------------------------------
@@ -283,12 +304,15 @@ def test_heel_and_vignetting_visible_in_a_flat_field():
     s.anatomy = VoxelAnatomy(np.full((4, 4, 4), -1000.0, np.float32), np.zeros((4, 4, 4), np.uint8),
                              np.zeros((4, 4, 4), np.uint8), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     sc = get_scanner("cios-fusion", collimator=hw.Collimator(margins=(0, 0, 0, 0), jitter=0.0, rotation_deg=0.0),
-                     vignetting=0.0, grid=None, scatter_amplitude=0.0)
+                     vignetting=0.0, grid=None, scatter=False)
     _, st = sc.render(s, _P(geometry.CIOS_FUSION, 32), (32, 32), [np.random.default_rng(0)], foreign=False,
                       return_stages=True)
     prim = st[0].primary
     assert prim[2, 16] < prim[16, 16] < prim[29, 16] * 1.05  # anode side (row 0) darker
     assert prim[16, 2] == pytest.approx(prim[16, 29], rel=1e-6)  # no heel across the columns
+    # the flat-field correction removes the heel's intensity gradient from the stored log image
+    log = st[0].log
+    assert abs(log[2:8, 8:24].mean() - log[24:30, 8:24].mean()) < 0.01
 
 
 def test_density_channels_and_missing_anatomy():

@@ -9,11 +9,14 @@ import torch
 
 from synthex_lib.core.config import get_profile
 from synthex_lib.core.constants import HIP_LANDMARKS
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.datasets.layout import SpecimenImages, write_group, write_landmark_names
 from synthex_lib.datasets.torch_dataset import ImageDataset
 from synthex_lib.experiments import results
 from synthex_lib.learning.evaluation import evaluate_hip, predict, summarize_hip
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
+from synthex_lib.learning.models import MultiTaskUNet, build_model
+from synthex_lib.learning.models.fused import instance_norm_prelu, prelu
 from synthex_lib.learning.training import train_multitask
 
 
@@ -116,3 +119,59 @@ def test_results_store_roundtrip(tmp_path, monkeypatch):
     path.write_text("{not json")
     with pytest.raises(results.DataError, match="corrupted results file"):
         results.find_record("smoke", "hip-controlled", params)
+
+
+@pytest.mark.parametrize("weight_shape", [(1,), (3,)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_fused_layers_are_instance_norm_then_prelu(weight_shape, layout):
+    """Values equal the unfused layers; gradients pass torch's finite-difference check (float64)."""
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(2, 3, 5, 6, generator=gen, dtype=torch.float64) * 3 + 1).contiguous(memory_format=layout)
+    w = (torch.rand(weight_shape, generator=gen, dtype=torch.float64) * 0.5).requires_grad_()
+    x.requires_grad_()
+    ref = torch.nn.functional.prelu(torch.nn.functional.instance_norm(x, eps=1e-5), w)
+    torch.testing.assert_close(instance_norm_prelu(x, w), ref)
+    torch.testing.assert_close(prelu(x, w), torch.nn.functional.prelu(x, w))
+    assert torch.autograd.gradcheck(lambda a, b: instance_norm_prelu(a, b, 1e-5), (x, w))
+    assert torch.autograd.gradcheck(prelu, (x, w))
+
+
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+def test_fused_unet_is_the_reference_network(memory_format):
+    """The fused path (heads padded to 8 channels, the two 1x1 convolutions composed) computes MONAI's network:
+    same outputs and same parameter gradients as the module-by-module reference, up to float32 rounding."""
+    torch.manual_seed(0)
+    model = build_model(7, 14, (8, 16, 32), memory_format=memory_format)
+    assert isinstance(model, MultiTaskUNet) and model.fused
+    x = torch.randn(2, 1, 32, 32)
+    fused, ref = model(x), model.reference_forward(x)
+    assert fused["seg_logits"].shape == (2, 7, 32, 32) and fused["heatmaps"].shape == (2, 14, 32, 32)
+    for k in ref:
+        torch.testing.assert_close(fused[k], ref[k], atol=1e-5, rtol=1e-4)
+    target = {k: torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) for k, v in ref.items()}
+
+    def grads(out):
+        model.zero_grad()
+        sum((out[k] * target[k]).mean() for k in out).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    gf, gr = grads(model(x)), grads(model.reference_forward(x))
+    scale = max(g.abs().max() for g in gr.values())
+    for n in gr:  # the conv biases before instance norm have zero gradient in exact arithmetic: absolute tolerance
+        torch.testing.assert_close(gf[n], gr[n], atol=1e-5 * scale, rtol=1e-3, msg=n)
+    # the same parameter names as the reference (checkpoints load either way)
+    assert set(model.state_dict()) == set(build_model(7, 14, (8, 16, 32), fused=False).state_dict())
+    with pytest.raises(ConfigError, match="parameter 'memory_format'"):
+        build_model(7, 14, (8, 16), memory_format="nhwc")
+
+
+def test_same_seed_same_bytes(h5file):
+    """CPU training is bit-reproducible: two runs with one seed give identical weights."""
+    prof = get_profile("smoke", epochs=1, max_iterations=3, batch_size=4, unet_channels=(8, 16))
+    ds = ImageDataset(h5file, ["01", "02"])
+    a, _ = train_multitask(ds, prof, seed=3, dr_preset="none", progress=False)
+    b, _ = train_multitask(ds, prof, seed=3, dr_preset="none", progress=False)
+    c, _ = train_multitask(ds, prof, seed=4, dr_preset="none", progress=False)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)

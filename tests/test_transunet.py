@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.learning.losses import multitask_loss
@@ -65,7 +66,7 @@ def test_full_size_parameter_count():
     assert model.grid == (24, 24) and model.pos_embed.shape == (1, 576, 768)
     assert len(model.blocks) == 12 and tuple(model.resnet.body) == ("block1", "block2", "block3")
     assert [len(s) for s in model.resnet.body.values()] == [3, 4, 9]
-    assert model.size_multiple == 16 and model.input_size == 384
+    assert model.size_multiple == 1 and model.input_size == 384 and model.padded_size(360, 360) == (384, 384)
 
 
 def test_official_npz_layout_lands_transposed(tmp_path):
@@ -177,4 +178,28 @@ def test_bad_weights_and_parameters_are_named(tmp_path):
     with pytest.raises(ConfigError, match="no pretrained weights"):
         build_model(7, 14, network="unet", pretrained=True)
     with pytest.raises(ConfigError, match="multiples of 16"):
-        TransUNet(7, 14, img_size=64, **SMALL)(torch.zeros(1, 1, 40, 40))
+        TransUNet(7, 14, img_size=64, **SMALL).forward_padded(torch.zeros(1, 1, 40, 40))
+
+
+def test_360_px_batch_is_padded_to_384_and_cropped_back():
+    """The paper's 360 px images: the encoder sees 384 x 384 (12 px reflected on every side), the outputs are
+    the 360 x 360 centre of the padded network's outputs."""
+    torch.manual_seed(0)
+    model = TransUNet(7, 14, img_size=384, **SMALL).eval()
+    seen: list[torch.Tensor] = []
+    model.resnet.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    image = torch.randn(1, 1, 360, 360)
+    with torch.no_grad():
+        out = model(image)
+        full = model.forward_padded(F.pad(image, (12, 12, 12, 12), mode="reflect"))
+    assert out["seg_logits"].shape == (1, 7, 360, 360) and out["heatmaps"].shape == (1, 14, 360, 360)
+    enc = seen[0]
+    assert enc.shape == (1, 3, 384, 384)  # 3 channels: the grey image repeated
+    assert torch.equal(enc[:, :, 12:372, 12:372], image.expand(1, 3, 360, 360))  # symmetric: 12 px each side
+    assert torch.equal(enc[0, 0, 11, 12:372], image[0, 0, 1])  # reflected about the first row (not repeated)
+    assert torch.equal(enc[0, 0, 12:372, 383], image[0, 0, :, 347])  # ... and about the last column
+    for k in out:
+        assert torch.equal(out[k], full[k][..., 12:372, 12:372])
+    # an odd difference puts the extra pixel at the bottom / right; a 384 px input is not padded
+    padded, (top, left, h, w) = model.pad_input(torch.randn(2, 1, 361, 384))
+    assert padded.shape[-2:] == (384, 384) and (top, left, h, w) == (11, 0, 361, 384)

@@ -8,13 +8,17 @@ addition by each hip's flexion and abduction; the body outline stays aligned wit
 The shapes are built from signed-distance primitives (:mod:`synthex_lib.anatomy.sdf`): thin
 fan plates with rim tubes for the iliac wings, round cones for rami and femoral necks, a
 cylinder cut for the greater sciatic notch, an ellipsoid cut for the obturator foramen, and a
-sphere cut for the acetabular socket. The 14 landmarks are then found *on the generated
-surfaces* by ray casting, following their anatomical definitions.
+sphere cut for the acetabular socket, irregular elliptic canals for the sacral foramina. The 14
+landmarks are then found *on the generated surfaces* by ray casting, following their anatomical
+definitions, and placed just beneath them inside the bone.
 
 The concerns are split: the parameters and their sampling in :mod:`~synthex_lib.anatomy.hip_params`,
 the shapes of the bones in :mod:`~synthex_lib.anatomy.hip_bones`, the landmarks in
-:mod:`~synthex_lib.anatomy.hip_landmarks`; this module assembles them (with the soft tissue) into
-:class:`HipAnatomy`.
+:mod:`~synthex_lib.anatomy.hip_landmarks`, the bowel's course, gas and faeces in
+:mod:`~synthex_lib.anatomy.hip_bowel`; this module assembles them (with the soft tissue) into
+:class:`HipAnatomy`. Its hooks :meth:`HipAnatomy.femur_motion`, :meth:`~HipAnatomy.bowel_gas`,
+:meth:`~HipAnatomy.fat_mm` and :meth:`~HipAnatomy.extra_parts` are what an X-ray session changes
+(:mod:`~synthex_lib.anatomy.session`).
 Dimensions follow adult averages (inter-ASIS about 230-260 mm, femoral head radius 21-26 mm,
 neck-shaft angle about 128 deg, anteversion about 13 deg).
 """
@@ -26,6 +30,16 @@ from typing import Any
 import numpy as np
 
 from synthex_lib.anatomy.hip_bones import femur_local, hemipelvis, pelvis_rotation, sacrum, smoothstep, vertebra
+from synthex_lib.anatomy.hip_bowel import (
+    COLON_PATH,
+    COLON_RADIUS,
+    COLON_SEGMENTS,
+    FAECES_GAS_THRESHOLD,
+    RECTUM_PATH,
+    RECTUM_RADIUS,
+    BowelContent,
+    content_sdf,
+)
 from synthex_lib.anatomy.hip_landmarks import pelvis_landmarks
 from synthex_lib.anatomy.hip_params import HipParams
 from synthex_lib.anatomy.raster import Anatomy, Part
@@ -80,6 +94,28 @@ class HipAnatomy(Anatomy):
         vf = self.params.visceral_fat
         return {Tissue.MUSCLE: 1.5, Tissue.BOWEL: float(1.0 - 1.6 * vf)}
 
+    @property
+    def mottling(self) -> dict[int, float]:  # type: ignore[override]
+        return {Tissue.FAECES: FAECES_GAS_THRESHOLD}
+
+    # -- what an imaging session may change (see synthex_lib.anatomy.session) -------------------
+    def femur_motion(self, side: str) -> np.ndarray | None:
+        """Rotation (3x3, specimen frame) of the ``side`` femur about its head centre relative to
+        the CT, or None (as scanned)."""
+        return None
+
+    def bowel_gas(self) -> list[BowelContent]:
+        """The bowel gas present (as scanned: :attr:`HipParams.gas`)."""
+        return list(self.params.gas)
+
+    def fat_mm(self) -> list[float]:
+        """Subcutaneous fat thickness (mm): anterior, lateral, posterior, buttock."""
+        return list(self.params.fat_mm)
+
+    def extra_parts(self) -> list[Part]:
+        """Parts painted after the anatomy (none for the CT; drapes in an imaging session)."""
+        return []
+
     def tables(self):
         p = self.params
         return tissue_tables(bone_density=p.bone_density, fat_hu=p.fat_hu, muscle_hu=p.muscle_hu)
@@ -98,6 +134,9 @@ class HipAnatomy(Anatomy):
             # hip flexion (distal moves anteriorly) and abduction (distal moves laterally) about H
             Rf = rot_x(-sp.flexion_deg) @ rot_y(-sign * sp.abduction_deg)  # noqa: N806
             R_w = Rg @ Rf
+            motion = self.femur_motion(side)
+            if motion is not None:  # repositioned about the head centre (another session)
+                R_w = np.asarray(motion, np.float64) @ R_w
             t_w = Rg @ hemi.H
             out[f"femur-{side}"] = (Transform(bone, R_w, t_w), Transform(canal, R_w, t_w), R_w, t_w, ax)
         sac, lower, endplate = sacrum(p)
@@ -142,7 +181,7 @@ class HipAnatomy(Anatomy):
             return self._cache["body"]
         p, s = self.params, self.params.size
         sk = self._skeleton()
-        fa, fl, fp, fb = p.fat_mm
+        fa, fl, fp, fb = self.fat_mm()
         mu = p.muscle
         z = np.array([-120, -70, -20, 30, 90, 160, 230, 300]) * s
         a_m = np.array([130, 150, 160, 160, 152, 148, 135, 130]) * s * mu
@@ -182,21 +221,19 @@ class HipAnatomy(Anatomy):
                                np.array([95, 125, 125, 120]) * s * p.muscle, np.array([55, 72, 72, 70]) * s * p.muscle,
                                rounding=25 * s)
         pelvic_cavity = Ellipsoid(np.array([0, 15, 15]) * s, np.array([62, 58, 55]) * s)
-        colon = [polyline_tube(np.array(c) * s, 19 * s, k=5 * s) for c in (
-            [[-95, -5, 40], [-100, -10, 120], [-95, -20, 215]],
-            [[-95, -20, 215], [0, -60, 235], [95, -20, 215]],
-            [[95, -20, 215], [100, 10, 120], [85, 15, 50], [30, 35, 20], [0, 55, 10]])]
+        colon = [polyline_tube(COLON_PATH[a:b] * s, COLON_RADIUS * s, k=5 * s) for a, b in COLON_SEGMENTS]
         parts += [Part("abdomen", abdomen, Tissue.BOWEL, only_over=(Tissue.MUSCLE,)),
                   Part("pelvic-cavity", pelvic(pelvic_cavity), Tissue.BOWEL, only_over=(Tissue.MUSCLE,)),
                   *[Part(f"colon-{i}", c, Tissue.BOWEL, only_over=(Tissue.MUSCLE, Tissue.BOWEL))
                     for i, c in enumerate(colon)]]
         bl = np.array(p.bladder) * s
         parts.append(Part("bladder", pelvic(Ellipsoid(np.array([0, -12, -8 + bl[2] * 0.5]) * s, bl)), Tissue.FLUID))
-        rectum = polyline_tube(np.array([[0, 55, 12], [0, 62, -15], [0, 52, -50]]) * s, 15 * s, k=4 * s)
+        rectum = polyline_tube(RECTUM_PATH * s, RECTUM_RADIUS * s, k=4 * s)
         parts.append(Part("rectum", pelvic(rectum), Tissue.BOWEL))
-        for i, g in enumerate(p.gas):
-            parts.append(Part(f"gas-{i}", pelvic(Ellipsoid(np.array(g[:3]) * s, np.array(g[3:]) * s)), Tissue.AIR,
-                              only_over=(Tissue.BOWEL,)))
+        for i, c in enumerate(p.faeces):
+            parts.append(Part(f"faeces-{i}", content_sdf(c, s, Rg), Tissue.FAECES, only_over=(Tissue.BOWEL,)))
+        for i, c in enumerate(self.bowel_gas()):
+            parts.append(Part(f"gas-{i}", content_sdf(c, s, Rg), Tissue.AIR, only_over=(Tissue.BOWEL, Tissue.FAECES)))
         for sg in (-1, 1):
             psoas = polyline_tube(np.array([[sg * 28, 28, 240], [sg * 45, 20, 110], [sg * 68, -10, 20],
                                             [sg * 88, -18, -30]]) * s, np.array([14, 24, 24, 17]) * s * p.muscle,
@@ -225,7 +262,7 @@ class HipAnatomy(Anatomy):
             parts.append(Part(f"femur-{side}", bone, Tissue.CANCELLOUS, label=lab, shell_mm=5.5,
                               shell_tissue=Tissue.CORTICAL, shell_fn=thickness, shell_min_mm=1.3))
             parts.append(Part(f"canal-{side}", canal, Tissue.MARROW, only_over=(Tissue.CANCELLOUS,)))
-        return parts
+        return parts + self.extra_parts()
 
     @property
     def pelvis_rotation(self) -> np.ndarray:

@@ -5,8 +5,10 @@ The *pelvis frame* is LPS-aligned with its origin midway between the femoral hea
 primitives (:mod:`synthex_lib.anatomy.sdf`): thin fan plates with rim tubes for the iliac wings,
 round cones for rami and femoral necks, a cylinder cut for the greater sciatic notch, an
 ellipsoid cut for the obturator foramen, and a sphere cut for the acetabular socket
-(:func:`hemipelvis`); the sacrum (:func:`sacrum`), a lumbar vertebra (:func:`vertebra`) and a
-femur (:func:`femur_local`). Dimensions follow adult averages (inter-ASIS about 230-260 mm).
+(:func:`hemipelvis`); the sacrum (:func:`sacrum`, its foramina :func:`sacral_foramina`: elliptic
+canals, wider at the pelvic surface, their walls displaced by a smooth random field), a lumbar
+vertebra (:func:`vertebra`) and a femur (:func:`femur_local`). Dimensions follow adult averages
+(inter-ASIS about 230-260 mm).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synthex_lib.anatomy.hip_params import HipParams, SideParams
+from synthex_lib.anatomy.hip_params import FORAMEN_DIAMETERS_MM, HipParams, SideParams
+from synthex_lib.anatomy.raster import LatticeNoise
 from synthex_lib.anatomy.sdf import (
     SDF,
     Box,
     Capsule,
+    Displaced,
     Ellipsoid,
     EllipticCylinder,
     HalfSpace,
@@ -162,8 +166,77 @@ def hemipelvis(sign: int, hp: HipParams, sp: SideParams) -> HemiPelvis:
                        sym_x=sign * g_half, sym_up=sym_up)
 
 
+#: edge roughness of the foramina: amplitude (mm, per unit of a unit-variance noise field) and
+#: correlation cell (mm) of the smooth field that displaces their walls (an assumption)
+FORAMEN_ROUGHNESS_MM, FORAMEN_NOISE_CELL_MM = 0.7, 3.5
+
+
+@dataclass
+class Foramen:
+    """One sacral foramen canal (pelvis frame, mm): ``centre`` in the sacral plate, ``axis`` the unit
+    normal of the plate towards the pelvis (anterior-inferior); the anterior (pelvic) opening is
+    centred on the line through ``ant_centre`` along ``axis``, semi-axes ``ant_ab`` along
+    ``ant_axes`` columns 0, 1; the posterior (dorsal) one on the line through ``centre``,
+    semi-axes ``post_ab`` along ``post_axes``."""
+
+    centre: np.ndarray
+    ant_centre: np.ndarray
+    axis: np.ndarray
+    ant_ab: tuple[float, float]
+    ant_axes: np.ndarray
+    post_ab: tuple[float, float]
+    post_axes: np.ndarray
+
+
+def sacral_foramina(hp: HipParams) -> list[Foramen]:
+    """The 8 foramina of the sacrum (S1..S4, right then left at each level), pelvis frame."""
+    s = hp.size
+    shapes = hp.foramina or [[0.25 * (a[0] + a[1]), 0.25 * (a[0] + a[1]), 0.0,
+                              0.25 * (p[0] + p[1]), 0.25 * (p[0] + p[1]), 0.0]
+                             for a, p in FORAMEN_DIAMETERS_MM for _ in (-1, 1)]
+    # the sacral curve (y, z) at each level gives the plate's normal there
+    tangents = ((10, -28), (8, -24), (5, -22), (1, -20))
+    out = []
+    for i, (y, z) in enumerate(((66, 58), (73, 36), (78, 14), (80, -4))):
+        ty, tz = unit(tangents[i])
+        axis = np.array([0.0, tz, -ty])  # anterior-inferior normal of the plate
+        axis = axis if axis[1] < 0 else -axis
+        for j, sg in enumerate((-1, 1)):
+            sh = shapes[2 * i + j]
+            c = np.array([sg * (17.5 - 1.2 * i), y, z]) * s
+            fr = frame_from_z(axis, [0.0, 0.0, 1.0])  # column 0 near cranial, 1 mediolateral
+            frames = []
+            for ang in (sh[2], sh[5]):
+                a = np.deg2rad(ang * sg)
+                rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+                frames.append(fr @ rot)
+            # the anterior opening lies lateral and cranial of the posterior one: its outline seen
+            # from behind reaches 10 mm lateral, 6 mm superior, 3 mm medial and 3 mm inferior of the
+            # posterior foramen (Spine 1996;21:407-410, PMID 8658241), a centre shift of 3.5 mm
+            # laterally and 1.5 mm cranially
+            lateral = fr[:, 1] * np.sign(fr[0, 1] * sg)
+            ant_c = c + (3.5 * lateral + 1.5 * fr[:, 0]) * s
+            out.append(Foramen(centre=c, ant_centre=ant_c, axis=axis, ant_ab=(sh[0] * s, sh[1] * s),
+                               ant_axes=frames[0], post_ab=(sh[3] * s, sh[4] * s), post_axes=frames[1]))
+    return out
+
+
+def foramen_cutter(fo: Foramen) -> SDF:
+    """The (smooth) canal of one foramen: an elliptic tube from the plate's centre out through the
+    pelvic surface and a narrower one out through the dorsal surface."""
+    ant = EllipticCylinder(fo.ant_centre + fo.axis * 16.0, fo.ant_ab[0], fo.ant_ab[1], 16.0, fo.ant_axes,
+                           rounding=min(fo.ant_ab) * 0.5)
+    post = EllipticCylinder(fo.centre - fo.axis * 16.0, fo.post_ab[0], fo.post_ab[1], 16.0, fo.post_axes,
+                            rounding=min(fo.post_ab) * 0.5)
+    return Union([ant, post], k=2.0)
+
+
 def sacrum(hp: HipParams) -> tuple[SDF, SDF, np.ndarray]:
-    """Sacrum SDF, the region of its lower (unlabelled) part, and the S1 endplate centre/normal."""
+    """Sacrum SDF, the region of its lower (unlabelled) part, and the S1 endplate centre/normal.
+
+    The foramina (:func:`sacral_foramina`) are elliptic canals, larger at the pelvic than at the
+    dorsal surface, their walls displaced by a smooth random field (seeded by the specimen) so
+    that no opening is a clean ellipse."""
     s, f = hp.size, hp.female
     sl = np.deg2rad(hp.sacral_slope_deg)
     up = unit([0, -np.sin(sl), np.cos(sl)])
@@ -175,15 +248,12 @@ def sacrum(hp: HipParams) -> tuple[SDF, SDF, np.ndarray]:
     alae = [Ellipsoid(np.array([sg * 30, 62, 74]) * s, np.array([24, 15, 20]) * s) for sg in (-1, 1)]
     wx = 44 + 4 * f
     plate = fan_plate(np.array([0, 70, 40]) * s,
-                      np.array([[-wx, 64, 86], [-wx - 2, 69, 58], [-30, 75, 28], [-13, 80, 4], [0, 82, -10],
-                                [13, 80, 4], [30, 75, 28], [wx + 2, 69, 58], [wx, 64, 86]]) * s, 7 * s, k=3 * s)
+                      np.array([[-wx, 64, 86], [-wx - 2, 69, 58], [-33, 75, 28], [-21, 80, 2], [0, 82, -12],
+                                [21, 80, 2], [33, 75, 28], [wx + 2, 69, 58], [wx, 64, 86]]) * s, 7 * s, k=3 * s)
     crest = polyline_tube(curve[:4] + np.array([0, 20, 0]) * s, 4 * s)
     body = Union([s1, column, *alae, plate, crest], k=4 * s)
-    foramina = []
-    for i, (y, z) in enumerate(((66, 58), (73, 36), (78, 14), (80, -4))):
-        for sg in (-1, 1):
-            x = sg * (17 - 1.5 * i)
-            foramina.append(Capsule(np.array([x, y - 30, z]) * s, np.array([x, y + 30, z]) * s, (4.5 - 0.6 * i) * s))
+    rough = LatticeNoise((*hp.seed_keys, "sacral-foramina", "walls"), body.lo, body.hi, FORAMEN_NOISE_CELL_MM)
+    foramina = [Displaced(foramen_cutter(fo), rough.at, FORAMEN_ROUGHNESS_MM) for fo in sacral_foramina(hp)]
     sdf = Subtract(body, foramina, k=1.0)
     # lower sacrum: below the plane through S2/S3 perpendicular to the sacral curve there
     cut_p = np.array([0, 70, 36]) * s

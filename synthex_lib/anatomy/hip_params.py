@@ -13,7 +13,41 @@ from typing import Any
 
 import numpy as np
 
+from synthex_lib.anatomy.hip_bowel import BowelContent, sample_faeces, sample_gas
 from synthex_lib.core.seeding import seeded_rng
+
+#: Nominal sacral foramina, S1..S4: (height, width) diameters in mm of the anterior (pelvic) and
+#: the posterior (dorsal) foramina. S1 and S2 from Saluja et al., J Clin Diagn Res 2018 (108 dry
+#: sacra: ASF1 13.0 x 12.2, ASF2 12.9 x 13.1, PSF1 10.4 x 7.7, PSF2 7.1 x 7.3 mm); S3 and S4 are an
+#: assumption (the foramina narrow caudally).
+FORAMEN_DIAMETERS_MM: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = (
+    ((13.0, 12.2), (10.4, 7.7)), ((12.9, 13.1), (7.1, 7.3)), ((10.0, 9.0), (6.0, 5.5)), ((8.0, 7.0), (5.0, 4.5)))
+
+def sample_foramina(rng: np.random.Generator) -> list[list[float]]:
+    """Per-specimen shapes of the 8 sacral foramina (S1..S4, right then left): for each, the
+    anterior semi-axes (mm, long then short), its long-axis angle (deg, from the cranial axis in
+    the foramen's plane), then the same for the posterior foramen. Sizes scatter about
+    :data:`FORAMEN_DIAMETERS_MM` by 8 % per specimen, 5 % per level and 4 % between the sides
+    (clipped at 2.5 SD), the posterior at most 0.85 times the anterior (assumptions); each is an
+    ellipse of axis ratio 1.15..1.6 (real foramina are oval or irregular, seldom circular)."""
+
+    def factor(sd: float) -> float:
+        return float(np.clip(rng.normal(1.0, sd), 1 - 2.5 * sd, 1 + 2.5 * sd))
+
+    specimen = factor(0.08)
+    out = []
+    for (ant, post) in FORAMEN_DIAMETERS_MM:
+        level = [specimen * factor(0.05) for _ in (ant, post)]
+        for _ in (-1, 1):
+            row: list[float] = []
+            for d, f in zip((ant, post), level, strict=True):
+                size = 0.25 * (d[0] + d[1]) * f * factor(0.04)
+                if row:  # the dorsal opening stays smaller than the pelvic one
+                    size = min(size, 0.85 * float(np.sqrt(row[0] * row[1])))
+                ratio = float(rng.uniform(1.15, 1.6))
+                row += [float(size * np.sqrt(ratio)), float(size / np.sqrt(ratio)), float(rng.normal(0, 25))]
+            out.append(row)
+    return out
 
 
 @dataclass
@@ -50,7 +84,12 @@ class HipParams:
     fat_hu: float
     muscle_hu: float
     bladder: list[float]  #: bladder semi-axes (mm)
-    gas: list[list[float]] = field(default_factory=list)  #: bowel gas pockets: x, y, z, rx, ry, rz (pelvis frame)
+    #: bowel gas collections (:class:`~synthex_lib.anatomy.hip_bowel.BowelContent`, kind ``"gas"``)
+    gas: list[BowelContent] = field(default_factory=list)
+    #: faecal fillings (kind ``"faeces"``), mottled with gas bubbles
+    faeces: list[BowelContent] = field(default_factory=list)
+    #: sacral foramina shapes (:func:`sample_foramina`); empty: the nominal sizes, elliptic-free
+    foramina: list[list[float]] = field(default_factory=list)
     z_range: list[float] = field(default_factory=lambda: [-160.0, 240.0])  #: scanned range (mm, world z)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +99,8 @@ class HipParams:
     def from_dict(d: dict[str, Any]) -> HipParams:
         d = dict(d)
         d["left"], d["right"] = SideParams(**d["left"]), SideParams(**d["right"])
+        for key in ("gas", "faeces"):
+            d[key] = [BowelContent.from_any(g) for g in d.get(key, [])]
         return HipParams(**d)
 
 
@@ -86,14 +127,10 @@ def sample_hip_params(*keys: Any) -> HipParams:
     fat_base = rng.uniform(6, 28) * (1 + 0.3 * female)
     fat = [fat_base * rng.uniform(0.8, 1.5), fat_base * rng.uniform(0.5, 1.0), fat_base * rng.uniform(0.5, 1.0),
            fat_base * rng.uniform(0.9, 1.5) * (1 + 0.3 * female)]
-    gas = []
-    for _ in range(int(rng.poisson(5)) + 2):
-        r = rng.uniform(6, 28)
-        gas.append([float(rng.uniform(-110, 110)), float(rng.uniform(-90, 20)), float(rng.uniform(20, 240)),
-                    float(r * rng.uniform(0.8, 1.6)), float(r * rng.uniform(0.5, 1.0)),
-                    float(r * rng.uniform(0.6, 1.3))])
-    if rng.random() < 0.6:  # rectal gas
-        gas.append([float(rng.normal(0, 5)), 60.0, float(rng.uniform(-20, 30)), 12.0, 9.0, 16.0])
+    # the bowel and the sacral foramina draw from their own generators
+    gas = sample_gas(seeded_rng(*keys, "bowel-gas"))
+    faeces = sample_faeces(seeded_rng(*keys, "faeces"))
+    foramina = sample_foramina(seeded_rng(*keys, "sacral-foramina"))
     return HipParams(
         seed_keys=[str(k) if not isinstance(k, int | np.integer) else int(k) for k in keys],
         size=size, female=female,
@@ -104,4 +141,5 @@ def sample_hip_params(*keys: Any) -> HipParams:
         visceral_fat=float(rng.uniform(0.15, 0.6)), bone_density=float(rng.uniform(0.7, 1.1)),
         fat_hu=float(rng.normal(-100, 5)), muscle_hu=float(rng.normal(50, 4)),
         bladder=[float(v) for v in rng.uniform(0.6, 1.2) * np.array([42.0, 30.0, 32.0])], gas=gas,
+        faeces=faeces, foramina=foramina,
     )

@@ -297,6 +297,9 @@ class Anatomy(ABC):
     kind: str = "anatomy"
     #: tissue id -> coarse-noise threshold above which it turns to fat (intermuscular/visceral fat)
     marbling: dict[int, float] = {}
+    #: tissue id -> fine-noise threshold above which it turns to gas (AIR): bubbles of a few mm,
+    #: the mottled gas of stool
+    mottling: dict[int, float] = {}
     texture_fine_mm: float = 2.5
     texture_coarse_mm: float = 12.0
 
@@ -384,24 +387,31 @@ class Anatomy(ABC):
         return self._finish(grid, tis, lab)
 
     def _finish(self, grid: Grid, tis: np.ndarray, lab: np.ndarray) -> Raster:
-        """Marbling, then true HU = tissue HU + texture (fine and coarse random fields), slab by slab."""
+        """Marbling and mottling, then true HU = tissue HU + texture (fine and coarse random fields),
+        slab by slab."""
         hu_t, fine_t, coarse_t, mat_t = self.tables()
         coarse = self.noise("coarse").planes(grid)
         fine = self.noise("fine").planes(grid)
         thr = np.full(256, np.inf, np.float32)
         for t, v in self.marbling.items():
             thr[t] = v
+        mthr = np.full(256, np.inf, np.float32)
+        for t, v in self.mottling.items():
+            mthr[t] = v
         hu = np.empty(grid.shape, np.float32)
         step = max(1, (1 << 21) // max(1, grid.shape[1] * grid.shape[2]))
         for k0 in range(0, grid.shape[0], step):
             k1 = min(grid.shape[0], k0 + step)
             t = tis[k0:k1]
             c = LatticeNoise.slab(coarse, k0, k1)
+            f = LatticeNoise.slab(fine, k0, k1)
             if self.marbling:
                 t[c > thr[t]] = Tissue.FAT
+            if self.mottling:
+                t[f > mthr[t]] = Tissue.AIR
             h = hu_t[t]
             h += coarse_t[t] * c
-            h += fine_t[t] * LatticeNoise.slab(fine, k0, k1)
+            h += fine_t[t] * f
             hu[k0:k1] = h
         is_lesion = (tis == Tissue.GGO) | (tis == Tissue.CONSOLIDATION)
         lesion = is_lesion.astype(np.uint8) if (self.kind == "chest" or is_lesion.any()) else None

@@ -12,6 +12,7 @@ from synthex_lib.anatomy.ctscan import ScanParams, sample_scan_params, scan
 from synthex_lib.anatomy.hip import HipAnatomy
 from synthex_lib.anatomy.hip_params import HipParams, sample_hip_params
 from synthex_lib.anatomy.raster import Anatomy
+from synthex_lib.anatomy.session import SessionAnatomy, SessionParams
 from synthex_lib.anatomy.specimen import Specimen
 from synthex_lib.anatomy.tool import ToolParams, ToolSceneAnatomy
 from synthex_lib.core.config import Profile, get_profile
@@ -83,6 +84,9 @@ def anatomy_to_dict(anatomy: Anatomy | None) -> dict[str, Any] | None:
     """The parameters that rebuild ``anatomy`` (JSON-serializable)."""
     if anatomy is None:
         return None
+    if isinstance(anatomy, SessionAnatomy):
+        return {"kind": "hip-session", "params": anatomy.params.to_dict(), "session": anatomy.session.to_dict(),
+                "generator_version": GENERATOR_VERSION}
     if anatomy.kind == "tool":
         return {"kind": "tool", "host": anatomy.host.params.to_dict(), "params": anatomy.params.to_dict(),
                 "generator_version": GENERATOR_VERSION}
@@ -97,6 +101,8 @@ def anatomy_from_dict(d: dict[str, Any] | None) -> Anatomy | None:
     kind = d.get("kind")
     if kind == "hip":
         return HipAnatomy(HipParams.from_dict(d["params"]))
+    if kind == "hip-session":
+        return SessionAnatomy(HipAnatomy(HipParams.from_dict(d["params"])), SessionParams.from_dict(d["session"]))
     if kind == "chest":
         return ChestAnatomy(ChestParams.from_dict(d["params"]))
     if kind == "tool":

@@ -9,8 +9,8 @@ id  material          tissues
 ==  ================  =============================================================
 0   air               outside air, bowel gas, trachea and bronchi
 1   lung              inflated lung parenchyma
-2   fat               subcutaneous, visceral and intermuscular fat, yellow marrow
-3   soft tissue       muscle, skin, organs, blood, fluid, bowel content, discs, gland
+2   fat               subcutaneous, visceral and intermuscular fat, yellow marrow, drapes
+3   soft tissue       muscle, skin, organs, blood, fluid, bowel content, stool, discs, gland
 4   cancellous bone   trabecular bone (red marrow included)
 5   cortical bone     compact bone
 6   metal             nitinol (the continuum manipulator), stainless steel (drills, wires)
@@ -110,6 +110,8 @@ class Tissue(IntEnum):
     CONSOLIDATION = 16
     GLAND = 17
     AIRWAY_WALL = 18
+    FAECES = 19
+    DRAPE = 20
 
 
 N_TISSUES = len(Tissue)
@@ -122,6 +124,7 @@ TISSUE_MATERIAL: dict[int, Material] = {
     Tissue.MARROW: Material.FAT, Tissue.CANCELLOUS: Material.CANCELLOUS, Tissue.CORTICAL: Material.CORTICAL,
     Tissue.NITINOL: Material.METAL, Tissue.STEEL: Material.METAL, Tissue.GGO: Material.LESION,
     Tissue.CONSOLIDATION: Material.LESION, Tissue.GLAND: Material.SOFT, Tissue.AIRWAY_WALL: Material.SOFT,
+    Tissue.FAECES: Material.SOFT, Tissue.DRAPE: Material.FAT,
 }
 
 #: Nominal true HU (before per-specimen variation) and texture amplitudes (HU, standard deviation of
@@ -148,10 +151,18 @@ TISSUE_HU: dict[int, tuple[float, float, float]] = {
     Tissue.CONSOLIDATION: (-180.0, 35.0, 25.0),
     Tissue.GLAND: (35.0, 8.0, 5.0),
     Tissue.AIRWAY_WALL: (30.0, 3.0, 2.0),
+    # stool: soft-tissue density, heterogeneous (an assumption); its gas bubbles are painted as AIR
+    Tissue.FAECES: (10.0, 25.0, 15.0),
+    # surgical drapes: set from their density by tissue_tables
+    Tissue.DRAPE: (np.nan, 0.0, 0.0),
 }
 
 #: effective energy (keV) at which the true HU of metals are computed
 EFFECTIVE_KEV = 70.0
+#: bulk density (g/cm^3) of stacked cotton surgical drapes, air between the threads and layers
+#: included: an assumption (woven cotton of about 150-250 g/m^2 in sheets about half a millimetre
+#: thick); drapes are tagged as the fat material class, the closest composition to cellulose
+DRAPE_DENSITY_G_CM3 = 0.45
 
 
 #: compositions (formula, g/cm^3) of the metals
@@ -172,11 +183,21 @@ def metal_hu(formula: str, density_g_cm3: float, kev: float = EFFECTIVE_KEV) -> 
     return float(1000.0 * (mu - mu_w) / mu_w)
 
 
-def tissue_tables(bone_density: float = 1.0, fat_hu: float = -100.0, muscle_hu: float = 50.0
+def drape_hu(density_g_cm3: float = DRAPE_DENSITY_G_CM3) -> float:
+    """True HU of drapes of bulk density ``density_g_cm3`` (g/cm^3) with the composition of the fat
+    material class, so that an emulated scanner, scaling the class's nominal density by
+    ``(1000 + HU) / (1000 + HU_nominal)``, recovers exactly ``density_g_cm3``."""
+    formula, _ = MATERIAL_COMPOSITION[Material.FAT]
+    return metal_hu(formula, float(density_g_cm3))
+
+
+def tissue_tables(bone_density: float = 1.0, fat_hu: float = -100.0, muscle_hu: float = 50.0,
+                  drape_density_g_cm3: float = DRAPE_DENSITY_G_CM3
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Lookup tables indexed by tissue id: (true HU, fine texture SD, coarse texture SD, material id).
 
-    ``bone_density`` scales the HU of cancellous and cortical bone (elderly specimens: below 1).
+    ``bone_density`` scales the HU of cancellous and cortical bone (elderly specimens: below 1);
+    ``drape_density_g_cm3`` sets the HU of surgical drapes (:func:`drape_hu`).
     """
     hu = np.zeros(256, np.float32)
     fine = np.zeros(256, np.float32)
@@ -192,4 +213,5 @@ def tissue_tables(bone_density: float = 1.0, fat_hu: float = -100.0, muscle_hu: 
     hu[Tissue.FAT] = fat_hu
     hu[Tissue.MARROW] = fat_hu + 60.0
     hu[Tissue.MUSCLE] = muscle_hu
+    hu[Tissue.DRAPE] = drape_hu(drape_density_g_cm3)
     return hu, fine, coarse, mat

@@ -142,6 +142,10 @@ class ToolSceneAnatomy(Anatomy):
     def marbling(self) -> dict[int, float]:  # type: ignore[override]
         return self.host.marbling
 
+    @property
+    def mottling(self) -> dict[int, float]:  # type: ignore[override]
+        return self.host.mottling
+
     def tables(self):
         return self.host.tables()
 

@@ -9,7 +9,8 @@ The table of sources is :data:`synthex_lib.generate.sources.SOURCES`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,18 @@ class ControlledCase:
         real: the real images with their labels when the dataset has them (DeepFluoro), or None
             when the source's real images are to be emulated (virtual lab).
         device: name of the imaging device of the real images (``"cios-fusion"``, ``"loopx"``).
+        P_true: float64 [N, 3, 4], the poses at which emulated real images are *acquired* (the virtual lab:
+            the registered ``P`` plus a registration error, :mod:`synthex_lib.generate.registration`), or
+            None when ``P`` is the acquisition pose (simulation-only sets, real datasets whose true pose is
+            unknown).
+        P_parts: structures registered on their own (DeepFluoro: each femur), label id -> float64
+            [N, 3, 4] registered projection of that structure *of the CT* (its 2D label and its landmarks
+            are projected with it); absent ids use ``P``.
+        part_from_ct: label id -> 4x4 rigid transform (LPS mm) of a structure that moved between the CT and
+            the X-ray session (the femurs), mapping its CT position to its session position; absent ids
+            did not move.
+        acquisition: the specimen as it lies in the X-ray session (femurs articulated, gas moved, drapes:
+            :mod:`synthex_lib.anatomy.session`), imaged by the emulated scanner; None: ``specimen`` itself.
     """
 
     group: str
@@ -37,3 +50,17 @@ class ControlledCase:
     image_size: tuple[int, int]
     real: SpecimenImages | None = None
     device: str = "cios-fusion"
+    P_true: np.ndarray | None = None
+    P_parts: dict[int, np.ndarray] = field(default_factory=dict)
+    part_from_ct: dict[int, np.ndarray] = field(default_factory=dict)
+    acquisition: Any = None
+
+    @property
+    def P_acquired(self) -> np.ndarray:
+        """[N, 3, 4] the poses the real images are acquired at (``P_true``, else ``P``)."""
+        return self.P if self.P_true is None else self.P_true
+
+    @property
+    def imaged_specimen(self) -> Any:
+        """The specimen the emulated scanner images (``acquisition``, else ``specimen``)."""
+        return self.specimen if self.acquisition is None else self.acquisition

@@ -9,7 +9,11 @@ One file holds one image domain of one task (``real.h5``, ``realistic.h5``, ``he
     /<group>/segs    uint8   [N, H, W]  2D label map (task ids; 0 background)
     /<group>/lands   float32 [N, 2, L]  row 0 = x = col, row 1 = y = row, pixels of the stored image
     /<group>/visible bool    [N, L]     landmark inside the image and its structure in view (ours)
-    /<group>/P       float64 [N, 3, 4]  projection matrix, LPS mm -> pixel (col, row) (ours)
+    /<group>/P       float64 [N, 3, 4]  projection matrix, LPS mm -> pixel (col, row) (ours): the
+                                        registered pose that the labels and the replicas use
+    /<group>/P_true  float64 [N, 3, 4]  lab only: the true pose the emulated real image was acquired at
+    /<group>/P_left_femur, P_right_femur  float64 [N, 3, 4]  lab only: each femur's own registered
+                                        projection (of the CT's femur), as DeepFluoro's cam-to-*-femur-vol
 
 ``<group>`` is the specimen key (``"01"`` ... as in DeepFluoro's preprocessed files). File
 attributes record provenance: ``task``, ``projector``, ``profile``, ``seed``, ``image_size``,
@@ -196,6 +200,25 @@ def read_group(path: str | os.PathLike[str], group: str, label_file: str | os.Pa
     check_images(images, p, group, nc, n_lands)
     images.segs = segs.astype(np.uint8)
     return images
+
+
+def read_poses(path: str | os.PathLike[str], group: str) -> dict[str, np.ndarray]:
+    """Every stored projection of a group: ``P`` and, when present, ``P_true`` and the per-structure ones
+    (``P_left_femur`` ...), float64 [N, 3, 4] each, checked finite and of one length."""
+    p = Path(path)
+    out: dict[str, np.ndarray] = {}
+    with _open(p) as f:
+        if group not in f:
+            raise DataError(f"{p}: missing group {group!r}; groups present: {sorted(f.keys())}")
+        g = node(f, group, p, "group")
+        for key in sorted(k for k in g.keys() if k == "P" or k.startswith("P_")):
+            out[key] = read_array(g, key, p, dtype="number").astype(np.float64)
+    n = {v.shape[0] for v in out.values()}
+    for key, v in out.items():
+        if v.ndim != 3 or v.shape[1:] != (3, 4) or not np.isfinite(v).all() or len(n) > 1:
+            raise DataError(f"{p}: '{group}/{key}' must be a finite [N, 3, 4] array like the group's other poses, "
+                            f"got shape {v.shape}")
+    return out
 
 
 def write_group(f: h5py.File, group: str, images: SpecimenImages) -> None:

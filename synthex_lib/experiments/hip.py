@@ -79,6 +79,16 @@ def controlled_dir(profile: Profile, seed: int, dataset: str, data_path: str | N
     return Path(ensure_dataset("hip-controlled", profile, seed=seed, dataset=dataset, **kwargs))
 
 
+def reality_of(profile: Profile, seed: int, dataset: str, data_path: str | None = None) -> str:
+    """Which real images a study was tested on: the lab's ``reality_version`` (what its emulated C-arm and
+    session model, and the digest of that code) for the virtual lab, else the real dataset's name."""
+    real = controlled_dir(profile, seed, dataset, data_path) / "real.h5"
+    attrs = read_file_attrs(real)
+    if attrs.get("real_is_emulated"):
+        return f"emulated by the virtual lab ({attrs.get('reality_version', 'reality-1: before registration error')})"
+    return f"real images of {dataset}"
+
+
 def run_hip_experiment(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str = "lab",
                        train_domain: str = "realistic", dr_preset: str | dict = "strong", test_group: str = "01",
                        threshold: float = 0.9, force: bool = False, progress: bool = True,

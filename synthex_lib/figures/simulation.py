@@ -17,9 +17,14 @@ import numpy as np
 import pandas as pd
 
 from synthex_lib.anatomy.tissues import MATERIAL_NAMES
+from synthex_lib.core.constants import HIP_LABELS
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.datasets.layout import SpecimenImages, read_group
 from synthex_lib.figures.plots import LABEL_CMAP
+from synthex_lib.generate.lab_source import FEMUR_CENTRES
+from synthex_lib.generate.poses import pose_center
+from synthex_lib.generate.registration import DEFAULT_REGISTRATION_ERROR, pose_difference
+from synthex_lib.generate.render import image_rng
 from synthex_lib.generate.sources import get_source
 from synthex_lib.simulate.physics import density as dens
 from synthex_lib.simulate.registry import get_projector
@@ -220,6 +225,43 @@ def time_projectors(specimen: Any, P: np.ndarray, size: tuple[int, int], repeats
     rows.append({"projector": "paper (DeepDRR, RTX 3090)", "seconds per image": PAPER_SECONDS_PER_IMAGE,
                  "images per second": 1.0 / PAPER_SECONDS_PER_IMAGE})
     return pd.DataFrame(rows).set_index("projector").round(3)
+
+
+def scanner_stages(case: Any, seed: int, pose_index: int) -> tuple[np.ndarray, Any]:
+    """Re-acquire image ``pose_index`` of a lab case exactly as the dataset did (same scanner, specimen as it
+    lies in the X-ray session, true pose, the dataset's own random draws); returns (image [H, W], stages)."""
+    scanner = get_scanner(case.device)
+    size = tuple(int(s) for s in case.image_size)
+    rng = image_rng(seed, "hip-controlled", case.group, "ctl", pose_index, "real")
+    out, stages = scanner.render(case.imaged_specimen, case.P_acquired[pose_index:pose_index + 1], size, [rng],
+                                 seed=seed, return_stages=True)
+    return out[0], stages[0]
+
+
+def registration_summary(case: Any) -> pd.DataFrame:
+    """How the registered poses of a case (labels, replicas) differ from the true ones (the real images):
+    rotation angle and the displacement of the registered structure's centre in the camera frame, per
+    structure, beside the error model's figures."""
+    if case.P_true is None:
+        raise ConfigError(f"group {case.group}: the case has no true poses (not a virtual-lab case)")
+    model = DEFAULT_REGISTRATION_ERROR
+    parts = {"pelvis": (case.P, pose_center(case.specimen, "hip"), np.eye(4))}
+    for label, name in FEMUR_CENTRES.items():
+        if label in case.P_parts:
+            F = np.asarray(case.part_from_ct.get(label, np.eye(4)), np.float64)
+            parts[HIP_LABELS[label]] = (case.P_parts[label], case.specimen.landmarks[name], F)
+    rows = []
+    for part, (P_reg, centre, F) in parts.items():
+        d = [pose_difference(Pt @ F, Pr, centre) for Pt, Pr in zip(case.P_true, P_reg, strict=True)]
+        ang = np.array([a for a, _ in d])
+        sh = np.array([v for _, v in d])
+        rows.append({"structure": part, "images": len(d), "rotation mean (deg)": float(ang.mean()),
+                     "in-plane shift sd (mm)": float(np.sqrt(np.mean(sh[:, :2] ** 2))),
+                     "depth shift sd (mm)": float(np.sqrt(np.mean(sh[:, 2] ** 2)))})
+    rows.append({"structure": "model (expected)", "images": np.nan,
+                 "rotation mean (deg)": 2 * model.rotation_sd_deg * np.sqrt(2 / np.pi),
+                 "in-plane shift sd (mm)": model.inplane_sd_mm, "depth shift sd (mm)": model.depth_sd_mm})
+    return pd.DataFrame(rows).set_index("structure").round(2)
 
 
 def controlled_case(dataset: str, profile: Any, seed: int, group: str, **options: Any) -> Any:

@@ -28,6 +28,7 @@ from synthex_lib.core.config import PROFILES, Profile, get_profile
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.core.hashing import code_digest, sha256_cached, sha256_file, stable_hash
 from synthex_lib.datasets.layout import H5_LIBVER, write_landmark_names
+from synthex_lib.generate.lab_source import REALITY_VERSION
 from synthex_lib.generate.render import load_npz
 from synthex_lib.generate.tasks import GENERATOR_VERSION, LABEL_RULE, LABEL_THRESHOLD_MM, REAL, TaskSpec, get_task
 
@@ -174,6 +175,7 @@ def file_attrs(task: TaskSpec, profile: Profile, seed: int, dataset: str, domain
         "created": created_attr(), "params_hash": key, "label_rule": LABEL_RULE,
         "label_threshold_mm": LABEL_THRESHOLD_MM, "profile_json": json.dumps(dataset_config(profile), sort_keys=True),
         "real_is_emulated": bool(domain == REAL and dataset == "lab"),
+        **({"reality_version": REALITY_VERSION} if domain == REAL and dataset == "lab" else {}),
     }
 
 
@@ -198,8 +200,9 @@ def assemble(path: Path, groups: list[tuple[str, list[Path], list[Path]]], names
                                  fletcher32=True)
                 g.create_dataset("visible", data=np.concatenate([lb["visible"] for lb in labs]).astype(bool),
                                  fletcher32=True)
-                g.create_dataset("P", data=np.concatenate([lb["P"] for lb in labs]).astype(np.float64),
-                                 fletcher32=True)
+                for key in sorted(k for k in labs[0] if k == "P" or k.startswith("P_")):
+                    g.create_dataset(key, data=np.concatenate([lb[key] for lb in labs]).astype(np.float64),
+                                     fletcher32=True)
                 i = 0
                 for lb, ip in zip(labs, image_files, strict=True):
                     im = load_npz(ip)["projs"]

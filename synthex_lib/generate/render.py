@@ -154,9 +154,13 @@ LABEL_STEP_MM = None
 
 
 def chunk_labels(task: TaskSpec, volumes: Sequence[Any], P: np.ndarray, size: tuple[int, int],
-                 profile: Profile) -> dict[str, np.ndarray]:
+                 profile: Profile, P_parts: dict[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """2D labels of the images of a chunk: ``segs`` uint8 [n, H, W], ``lands`` float32 [n, 2, L],
-    ``visible`` bool [n, L] (``volumes[i]`` is the volume imaged by ``P[i]``; they may all be one)."""
+    ``visible`` bool [n, L] (``volumes[i]`` is the volume imaged by ``P[i]``; they may all be one).
+
+    ``P_parts`` (hip): structures registered on their own, id -> [n, 3, 4] (the femurs); their label and the
+    landmarks that lie on them are projected with their own projection."""
+    P_parts = P_parts or {}
     n = len(P)
     w, h = size
     segs = np.zeros((n, h, w), np.uint8)
@@ -172,12 +176,20 @@ def chunk_labels(task: TaskSpec, volumes: Sequence[Any], P: np.ndarray, size: tu
         step = LABEL_STEP_MM
         if task.kind == "hip":
             ids = tuple(k for k in HIP_LABELS if k != 0)
-            pl = lab.project_labels(vol.labels, vol.spacing, vol.origin, Pc, size, step, ids=ids,
-                                    threshold_mm=LABEL_THRESHOLD_MM, rule=LABEL_RULE, priority=lab.HIP_PRIORITY)
+            parts = {k: v[i:j] for k, v in P_parts.items()}
+            pl = lab.project_labels_per_structure(vol.labels, vol.spacing, vol.origin, Pc, size, step, ids, parts,
+                                                  threshold_mm=LABEL_THRESHOLD_MM, rule=LABEL_RULE,
+                                                  priority=lab.HIP_PRIORITY)
             segs[i:j] = pl.seg
             cov = {k: pl.covered(k) for k in ids}
             structs = [HIP_LANDMARK_LABELS[name] for name in task.landmarks]
-            xy[i:j], vis[i:j] = lab.project_landmarks(Pc, vol.landmark_array(task.landmarks), size, cov, structs)
+            pts = vol.landmark_array(task.landmarks)
+            xy[i:j], vis[i:j] = lab.project_landmarks(Pc, pts, size, cov, structs)
+            for li, st in enumerate(structs):  # a landmark on a separately registered bone moves with it
+                own = [k for k in st if k in parts]
+                if own:
+                    xy_l, vis_l = lab.project_landmarks(parts[own[0]], pts[li:li + 1], size, cov, [st])
+                    xy[i:j, li], vis[i:j, li] = xy_l[:, 0], vis_l[:, 0]
         elif task.kind == "tool":
             m = lab.project_mask(vol.labels == TOOL_ID, vol.spacing, vol.origin, Pc, size, step, LABEL_THRESHOLD_MM)
             segs[i:j] = m.astype(np.uint8) * TOOL_ID
@@ -189,6 +201,11 @@ def chunk_labels(task: TaskSpec, volumes: Sequence[Any], P: np.ndarray, size: tu
                 segs[i:j] = m.astype(np.uint8)
         i = j
     return {"segs": segs, "lands": lab.lands_array(xy), "visible": vis}
+
+
+def pose_key(label_id: int) -> str:
+    """Name of the stored registered projection of a separately registered structure (``P_left_femur``)."""
+    return "P_" + HIP_LABELS[int(label_id)].replace("-", "_")
 
 
 @functools.lru_cache(maxsize=8)
@@ -217,7 +234,9 @@ def render_domain(domain: str, unit: Unit, case: ControlledCase, volumes: Sequen
         scanner = get_scanner(case.device)
         rngs = [_image_rng(unit, i, REAL) for i in range(unit.start, unit.stop)]
         kind = get_task(unit.task).kind
-        return scanner.render(case.specimen, P, size, rngs=rngs, kind=kind, seed=unit.seed).astype(np.float32)
+        P_acq = case.P_acquired[unit.start:unit.stop]
+        return scanner.render(case.imaged_specimen, P_acq, size, rngs=rngs, kind=kind,
+                              seed=unit.seed).astype(np.float32)
     sdd = task_device(get_task(unit.task).kind, case.device, size[0]).sdd_mm
     proj = _projector(domain, float(sdd))
     out = np.zeros((len(P), size[1], size[0]), np.float32)
@@ -265,8 +284,15 @@ def run_unit(unit: Unit, case: ControlledCase) -> list[str]:
                 lab = {"segs": real.segs[sel].astype(np.uint8), "lands": real.lands[sel].astype(np.float32),
                        "visible": vis.astype(bool)}
             else:
-                lab = chunk_labels(task, vols, case.P[unit.start:unit.stop], tuple(case.image_size), unit.profile)
-            lab["P"] = np.asarray(case.P[unit.start:unit.stop], np.float64)
+                sel = slice(unit.start, unit.stop)
+                parts = {k: np.asarray(v[sel]) for k, v in case.P_parts.items()}
+                lab = chunk_labels(task, vols, case.P[sel], tuple(case.image_size), unit.profile, parts)
+            sel = slice(unit.start, unit.stop)
+            lab["P"] = np.asarray(case.P[sel], np.float64)
+            if case.P_true is not None:
+                lab["P_true"] = np.asarray(case.P_true[sel], np.float64)
+            for k, v in case.P_parts.items():
+                lab[pose_key(k)] = np.asarray(v[sel], np.float64)
             path = chunk_file(unit.chunk_dir, unit.chunk, "labels")
             save_npz(path, **lab)
             written.append(str(path))

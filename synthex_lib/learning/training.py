@@ -221,8 +221,10 @@ def _loss_on_batch(model: MultiTaskUNet, b: dict[str, torch.Tensor], sigma: floa
     image, _ = pad_to_multiple(image, model.size_multiple)
     labels = F.pad(b["labels"].to(device), (0, image.shape[-1] - w, 0, image.shape[-2] - h))
     heat = F.pad(heat, (0, image.shape[-1] - w, 0, image.shape[-2] - h))
-    mask = torch.zeros(labels.shape, device=device)
-    mask[:, :h, :w] = 1
+    mask: torch.Tensor | None = None
+    if image.shape[-2:] != (h, w):  # padded: the loss sees the image's pixels only
+        mask = torch.zeros(labels.shape, device=device)
+        mask[:, :h, :w] = 1
     out = model(image)
     out = {k: v.float() for k, v in out.items()}
     return multitask_loss(out, labels, heat, b["visible"].to(device), mask)

@@ -113,7 +113,7 @@ def write_deepfluoro_fixture(path: str | os.PathLike[str], *, n_px: int = 32,
     K = np.array([[-_FOCAL_PX_1536 * scale, 0, (n_px - 1) / 2], [0, -_FOCAL_PX_1536 * scale, (n_px - 1) / 2],
                   [0, 0, 1]])
     pix_mm = _PIXEL_MM_1536 / scale
-    E = _orthonormal(_EXTRINSIC).astype(np.float32)  # noqa: N806
+    E = _orthonormal(_EXTRINSIC).astype(np.float32)
     with paths.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         pp = f.create_group("proj-params")
         pp.create_dataset("intrinsic", data=K.astype(np.float32))

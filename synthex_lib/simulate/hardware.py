@@ -11,13 +11,18 @@ detector units (ADC counts after :func:`quantize`). The emulated scanners
 2. collimator (:class:`Collimator`): lead blades and an iris shape the field; outside it only the
    leakage fraction passes; the edges are blurred by the focal-spot penumbra;
 3. anti-scatter grid (:class:`AntiScatterGrid`): passes a fraction ``primary_transmission`` of the
-   primary and ``scatter_transmission`` of the scatter, and its lamellae leave a periodic
-   pattern that the pixel grid aliases;
-4. vignetting (:func:`vignetting`): radial fall-off of the signal left after the gain calibration;
+   primary, scattered photons according to their angle to the focused lamellae
+   (:meth:`AntiScatterGrid.angular_transmission`, scored by the Monte Carlo of
+   :mod:`synthex_lib.simulate.reality.montecarlo`), and its lamellae leave a periodic pattern that
+   the pixel grid aliases;
+4. vignetting (:func:`vignetting`): radial fall-off of the detector's gain (removed by the gain
+   calibration of :mod:`synthex_lib.simulate.reality.flatfield`, up to its residual);
 5. quantum noise, then detector blur (:func:`apply_mtf`: the scintillator's light spread and the
    focal spot, as a modulation transfer function), which correlates the noise, then electronic noise;
-6. 12-bit analogue-to-digital conversion with saturation (:func:`quantize`) and defective pixels
-   (:func:`defect_map`, :func:`apply_defects`) that survive the vendor's defect correction;
+6. the native detector's fixed pattern (:func:`native_gain_offset`: pixel gain spread, dark offset,
+   dead and hot pixels and dead column segments of :func:`defect_map`, all defined on the native
+   ``rows x cols`` grid) binned to the output pixels (:func:`binned_gain_offset`), then
+   analogue-to-digital conversion with saturation (:func:`quantize`);
 7. vendor processing: a tone look-up table (:class:`ToneCurve`) and edge enhancement
    (:func:`unsharp_mask`).
 
@@ -39,6 +44,7 @@ from scipy.special import erf
 
 from synthex_lib.core.errors import ConfigError, require_positive
 from synthex_lib.core.seeding import seeded_rng
+from synthex_lib.geometry import Device
 
 # --- heel effect ---------------------------------------------------------------------------------
 
@@ -157,10 +163,12 @@ class AntiScatterGrid:
     """A focused linear lead grid (lamellae parallel to the image columns).
 
     Attributes:
-        ratio: grid ratio (lamella height / gap), documentary (sets the transmissions in practice).
+        ratio: grid ratio (lamella height / gap): sets the angular acceptance (:meth:`angular_transmission`).
         lines_per_cm: lamella frequency (typical 60-80 lines/cm).
         primary_transmission: fraction of primary photons passed (Tp, typical 0.65-0.75).
-        scatter_transmission: fraction of scattered photons passed (Ts, typical 0.1-0.2).
+        scatter_transmission: nominal fraction of scattered photons passed (Ts, typical 0.1-0.2; the
+            datasheet value for a broad scatter field; the emulated scanners score the actual
+            transmission of every scattered photon by its angle instead).
         line_amplitude: relative modulation of the primary by the lamella shadows at the detector
             (fundamental of the periodic pattern, before pixel integration).
     """
@@ -186,6 +194,28 @@ class AntiScatterGrid:
         x = np.arange(cols) * pixel_mm
         a = self.line_amplitude * np.sinc(self.frequency * pixel_mm)
         return 1.0 + a * np.cos(2 * np.pi * self.frequency * x + phase)
+
+    @property
+    def lead_path_mm(self) -> float:
+        """Lead (mm) crossed by a photon that meets the lamellae: ``h (1 - Tp)`` with the lamella height
+        ``h = ratio x D`` and the interspace ``D = Tp / frequency`` (the open fraction taken as ``Tp``); the
+        path grows as 1 / cos(delta): more lamellae are crossed, each at a grazing angle."""
+        tp = self.primary_transmission
+        return self.ratio * tp / self.frequency * (1.0 - tp)
+
+    def angular_transmission(self, tan_delta: np.ndarray | float, mu_lead_per_mm: float = np.inf) -> np.ndarray:
+        """Transmission of a photon at angle delta to the focused lamellae, across them (``tan_delta``).
+
+        A channel of height r x its width passes ``f = max(0, 1 - r |tan delta|)`` of the photons entering it;
+        the others cross :attr:`lead_path_mm` / cos(delta) of lead (linear attenuation ``mu_lead_per_mm``;
+        infinite: opaque). Times ``primary_transmission`` (open fraction and interspace), so that
+        ``tan_delta = 0`` (a primary photon) gives ``primary_transmission``. Photons tilted along the
+        lamellae are not rejected (a linear grid).
+        """
+        t = np.abs(np.asarray(tan_delta, np.float64))
+        f = np.clip(1.0 - self.ratio * t, 0.0, None)
+        pen = np.exp(-mu_lead_per_mm * self.lead_path_mm * np.sqrt(1.0 + t**2)) if np.isfinite(mu_lead_per_mm) else 0.0
+        return self.primary_transmission * (f + (1.0 - f) * pen)
 
     def apply(self, primary: np.ndarray, scatter: np.ndarray, pixel_mm: float, phase: float = 0.0) -> np.ndarray:
         """Detected signal behind the grid: ``Tp * pattern * primary + Ts * scatter`` (same units)."""
@@ -267,32 +297,40 @@ DEFECT_OK, DEFECT_DEAD, DEFECT_HOT = 0, 1, 2
 
 @dataclass(frozen=True)
 class DefectSpec:
-    """Defective detector elements left after the vendor's correction (fixed for a detector).
+    """Defective elements and fixed-pattern gain/offset of the *native* detector grid (fixed for a detector).
 
     Attributes:
-        dead_fraction: fraction of pixels reading the offset (0).
-        hot_fraction: fraction of pixels stuck at full scale.
-        dead_columns: number of dead column segments (a failed read-out line from an image edge,
-            30-70 % of the height).
+        dead_fraction: fraction of native pixels with no response (they read their offset).
+        hot_fraction: fraction of native pixels stuck at full scale.
+        dead_columns: number of dead native column segments (a failed read-out line from an image
+            edge, 30-70 % of the height).
+        gain_sigma: relative standard deviation of the native pixels' gain (photodiode and TFT
+            spread, a few percent before calibration: an assumption for a-Si panels).
+        offset_fraction, offset_sigma: mean and spread of the native dark offset, fractions of full scale
+            (assumptions).
     """
 
     dead_fraction: float = 3e-4
     hot_fraction: float = 1e-4
     dead_columns: int = 1
+    gain_sigma: float = 0.02
+    offset_fraction: float = 0.02
+    offset_sigma: float = 0.002
 
 
-def defect_map(size: tuple[int, int], spec: DefectSpec, detector_key: str) -> np.ndarray:
-    """uint8 [H, W] map of defects (0 ok, 1 dead, 2 hot), the same for every image of a detector.
+def defect_map(device: Device, spec: DefectSpec, detector_key: str) -> np.ndarray:
+    """uint8 [device.rows, device.cols] map of native defects (0 ok, 1 dead, 2 hot), fixed for a detector.
 
-    Seeded by ``detector_key`` (the scanner's name) and the size only, never by the image.
+    Seeded by ``detector_key`` (the scanner's name) and the native size only, never by an image or by
+    the binning: a binned image sees the same physical defects at every output size.
     """
-    w, h = size
-    rng = seeded_rng("defects", detector_key, int(w), int(h))
+    h, w = int(device.rows), int(device.cols)
+    rng = seeded_rng("defects", detector_key, w, h)
     out = np.zeros((h, w), np.uint8)
     n = h * w
     n_dead = int(round(spec.dead_fraction * n))
     n_hot = int(round(spec.hot_fraction * n))
-    idx = rng.permutation(n)[: n_dead + n_hot]
+    idx = rng.choice(n, size=n_dead + n_hot, replace=False)
     out.flat[idx[:n_dead]] = DEFECT_DEAD
     out.flat[idx[n_dead:]] = DEFECT_HOT
     if spec.dead_columns > 0 and w > 4:
@@ -307,11 +345,63 @@ def defect_map(size: tuple[int, int], spec: DefectSpec, detector_key: str) -> np
 
 
 def apply_defects(counts: np.ndarray, dmap: np.ndarray, full_scale_counts: int) -> np.ndarray:
-    """Set dead pixels to 0 and hot pixels to ``full_scale_counts`` (``counts`` [..., H, W])."""
+    """Set dead pixels to 0 and hot pixels to ``full_scale_counts`` (``counts`` [..., H, W], same grid as ``dmap``)."""
     out = np.array(counts, copy=True)
     out[..., dmap == DEFECT_DEAD] = 0
     out[..., dmap == DEFECT_HOT] = full_scale_counts
     return out
+
+
+def binning_weights(n_native: int, n_out: int, out_over_native: float) -> np.ndarray:
+    """float64 [n_out, n_native]: the fraction of output pixel j covered by native pixel i (rows sum to 1).
+
+    The output pixels (``out_over_native`` native pixels wide, any real number >= 1) tile the central
+    ``n_out * out_over_native`` native pixels; a binned pixel is the area-weighted mean of the native pixels
+    it covers (exact for integer binning; fractional overlaps at the edges otherwise).
+    """
+    require_positive("out_over_native", float(out_over_native))
+    span = n_out * float(out_over_native)
+    if span > n_native + 1e-6:
+        raise ConfigError(f"binning: {n_out} output pixels of {out_over_native:.3f} native pixels exceed the "
+                          f"{n_native}-pixel detector; use a smaller field or fewer pixels")
+    start = 0.5 * (n_native - span)
+    edges = start + np.arange(n_out + 1) * float(out_over_native)
+    lo = np.maximum(edges[:-1, None], np.arange(n_native)[None, :])
+    hi = np.minimum(edges[1:, None], np.arange(n_native)[None, :] + 1.0)
+    return np.clip(hi - lo, 0.0, None) / float(out_over_native)
+
+
+@functools.lru_cache(maxsize=16)
+def native_gain_offset(device: Device, spec: DefectSpec, detector_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Native gain and dark offset maps, float64 [rows, cols], fixed for a detector.
+
+    gain: ``1 + gain_sigma N(0, 1)``, 0 at dead and hot pixels (no response to X-rays); offset (fraction of
+    full scale): ``offset_fraction + offset_sigma N(0, 1)``, 1 (full scale) at hot pixels.
+    """
+    dmap = defect_map(device, spec, detector_key)
+    rng = seeded_rng("gain-offset", detector_key, int(device.cols), int(device.rows))
+    gain = 1.0 + spec.gain_sigma * rng.standard_normal(dmap.shape)
+    offset = spec.offset_fraction + spec.offset_sigma * rng.standard_normal(dmap.shape)
+    gain[dmap != DEFECT_OK] = 0.0
+    offset[dmap == DEFECT_HOT] = 1.0
+    return gain, offset
+
+
+@functools.lru_cache(maxsize=32)
+def binned_gain_offset(device: Device, spec: DefectSpec, detector_key: str, size: tuple[int, int],
+                       pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gain and offset [H, W] of output pixels of ``pixel_mm`` binned from the native grid (``size`` = (W, H)).
+
+    A binned pixel is the mean of its native pixels (:func:`binning_weights`): a dead native column
+    lowers its binned column's gain by 1 / binning, a hot native pixel raises its binned pixel's offset
+    by 1 / binning^2 of full scale.
+    """
+    w, h = (int(s) for s in size)
+    ratio = float(pixel_mm) / float(device.pixel_mm)
+    gain, offset = native_gain_offset(device, spec, detector_key)
+    br = binning_weights(int(device.rows), h, ratio)
+    bc = binning_weights(int(device.cols), w, ratio)
+    return br @ gain @ bc.T, br @ offset @ bc.T
 
 
 # --- vendor processing -----------------------------------------------------------------------------

@@ -183,6 +183,36 @@ def project_labels(volume: np.ndarray, spacing: Sequence[float], origin: Sequenc
                            threshold_mm=float(threshold_mm))
 
 
+def project_labels_per_structure(volume: np.ndarray, spacing: Sequence[float], origin: Sequence[float],
+                                 P: np.ndarray, size: Sequence[int], step_mm: float | None, ids: Sequence[int],
+                                 P_of: Mapping[int, np.ndarray] | None = None,
+                                 threshold_mm: float = DEFAULT_THRESHOLD_MM, rule: str = "longest",
+                                 priority: Sequence[int] | None = None,
+                                 device: str | torch.device | None = None) -> ProjectedLabels:
+    """:func:`project_labels` where some structures have their own projection (separately registered
+    bones: DeepFluoro projects each femur with its own pose).
+
+    ``P_of`` maps a structure id to its [B, 3, 4] projection (of the same label volume); the other ids use
+    ``P``. Path lengths are measured per structure with its projection, then overlaps are resolved once.
+    """
+    ids = tuple(int(i) for i in ids)
+    P_of = {int(k): v for k, v in (P_of or {}).items()}
+    unknown = sorted(set(P_of) - set(ids))
+    if unknown:
+        raise ConfigError(f"P_of names structure ids {unknown} that are not projected (ids {ids})")
+    base = tuple(i for i in ids if i not in P_of)
+    channels: dict[int, np.ndarray] = {}
+    if base:
+        path = structure_path_lengths(volume, spacing, origin, P, size, base, step_mm, device=device).cpu().numpy()
+        channels.update({i: path[:, k] for k, i in enumerate(base)})
+    for i, P_i in P_of.items():
+        channels[i] = structure_path_lengths(volume, spacing, origin, P_i, size, (i,), step_mm,
+                                             device=device).cpu().numpy()[:, 0]
+    path = np.stack([channels[i] for i in ids], axis=1)
+    seg = resolve_overlaps(path, ids, threshold_mm, rule, priority)
+    return ProjectedLabels(seg=seg, path_mm=path.astype(np.float32), ids=ids, threshold_mm=float(threshold_mm))
+
+
 def project_mask(mask: np.ndarray, spacing: Sequence[float], origin: Sequence[float], P: np.ndarray,
                  size: Sequence[int], step_mm: float | None, threshold_mm: float = DEFAULT_THRESHOLD_MM,
                  device: str | torch.device | None = None) -> np.ndarray:

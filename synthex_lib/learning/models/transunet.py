@@ -22,13 +22,18 @@ code keeps a copy), written here as small plain torch modules:
   SyntheX code: a 3x3 segmentation convolution, and two bias-free 1x1 convolutions on
   ``[decoder features, segmentation logits]`` giving one heatmap per landmark.
 
-**Input.** ``[B, 1, H, W]`` z-scored X-rays, H and W multiples of 16 (:attr:`TransUNet.size_multiple`).
-The single channel is **repeated to 3 channels** before the first convolution, as the official code
-does (summing the pretrained RGB weights of the first convolution is not equivalent here, because the
-convolution standardizes its weights over all input channels). The paper pads its 360 px images to
-384 px (``img_size``, :attr:`TransUNet.input_size`: grid 24 x 24); other multiples of 16 work, the
-position embeddings being resized bilinearly (aligned corners, as ``ndimage.zoom(order=1)`` in the
-reference) to the input's grid at every forward pass.
+**Input.** ``[B, 1, H, W]`` z-scored X-rays of any size. The network pads them itself, as the paper
+does for its 360 px images: each side is reflect-padded (the official code's padding mode)
+symmetrically to ``max(img_size, H rounded up to 16)`` (so a 360 x 360 batch is seen as 384 x 384,
+12 px on every side; :attr:`TransUNet.input_size`), and the outputs are cropped back to H x W, so the
+loss and the metrics see the original pixels only (:meth:`TransUNet.pad_input`; the network proper is
+:meth:`TransUNet.forward_padded`). :attr:`TransUNet.size_multiple` is therefore 1: callers need not
+pad. The single channel is **repeated to 3 channels** before the first convolution, as the official
+code does (summing the pretrained RGB weights of the first convolution is not equivalent here,
+because the convolution standardizes its weights over all input channels). Inputs larger than
+``img_size`` are padded to the next multiple of 16 and work too, the position embeddings being resized
+bilinearly (aligned corners, as ``ndimage.zoom(order=1)`` in the reference) to the input's grid at every
+forward pass.
 
 **Output.** ``{"seg_logits": [B, C, H, W], "heatmaps": [B, L, H, W]}``.
 
@@ -217,7 +222,7 @@ class TransUNet(nn.Module):
         num_classes: segmentation classes (with background).
         num_landmarks: heatmaps.
         img_size: input size the position embeddings are made for (paper: 384, i.e. a 24 x 24 grid);
-            any multiple of 16 is accepted at run time.
+            smaller inputs are padded to it, larger ones to the next multiple of 16.
         width: channels of the ResNet root (64; stages have 4, 8, 16 times this).
         resnet_layers: bottleneck units per stage, (3, 4, 9) for R50.
         hidden_size, num_layers, num_heads, mlp_dim: the transformer (ViT-B: 768, 12, 12, 3072).
@@ -266,19 +271,49 @@ class TransUNet(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        """Input height and width must be multiples of this (the encoder's total stride)."""
-        return PATCH
+        """Input height and width must be multiples of this: 1, the network pads its input itself
+        (:meth:`pad_input`; the encoder's total stride is :data:`PATCH`)."""
+        return 1
 
     @property
     def input_size(self) -> int:
         """The input size the position embeddings are made for (the paper pads 360 px to 384)."""
         return self.img_size
 
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+        """The size (px) the encoder sees for an ``h x w`` input: each side at least :attr:`input_size`,
+        rounded up to a multiple of :data:`PATCH`."""
+        def up(n: int) -> int:
+            return max(self.img_size, -(-n // PATCH) * PATCH)
+        return up(h), up(w)
+
+    def pad_input(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+        """Reflect-pad ``[B, C, H, W]`` symmetrically to :meth:`padded_size` (the extra pixel of an odd
+        difference at the bottom / right); returns the padded batch and ``(top, left, H, W)`` for the crop.
+        Where a pad is wider than the image (reflection impossible) the edge is replicated."""
+        h, w = image.shape[-2:]
+        th, tw = self.padded_size(h, w)
+        top, left = (th - h) // 2, (tw - w) // 2
+        pads = (left, tw - w - left, top, th - h - top)
+        if any(pads):
+            mode = "reflect" if max(pads[:2]) < w and max(pads[2:]) < h else "replicate"
+            image = F.pad(image, pads, mode=mode)
+        return image, (top, left, h, w)
+
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``[B, 1, H, W]`` -> outputs ``[B, *, H, W]``: padded as :meth:`pad_input`, run, cropped back."""
+        if image.dim() != 4:
+            raise ConfigError(f"TransUNet input must be [B, 1, H, W], got shape {tuple(image.shape)}")
+        padded, (top, left, h, w) = self.pad_input(image)
+        out = self.forward_padded(padded)
+        return {k: v[..., top:top + h, left:left + w] for k, v in out.items()}
+
+    def forward_padded(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network on an input whose height and width are multiples of :data:`PATCH`."""
         h, w = image.shape[-2:]
         if h % PATCH or w % PATCH:
             raise ConfigError(f"TransUNet input {h} x {w}: height and width must be multiples of {PATCH} "
-                              f"(pad to size_multiple; the paper pads 360 px to 384)")
+                              f"(use forward, which pads; the paper pads 360 px to 384)")
         x = image.repeat(1, 3, 1, 1) if image.shape[1] == 1 else image
         x, skips = self.resnet(x)
         x = self.patch_embed(x)
