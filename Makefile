@@ -17,7 +17,7 @@ NBVAL_STRICT := notebooks/00_virtual_lab.ipynb notebooks/01_simulation.ipynb not
 NBVAL_LAX := notebooks/04_training.ipynb notebooks/05_results_hip.ipynb
 NBVAL_OPTS := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --nbval-cell-timeout=900
 
-.PHONY: venv data book test unit nbval book-check nbval-refresh lint bench bench-gpu deepdrr-env lock clean help
+.PHONY: venv data book test unit nbval book-check browser nbval-refresh lint bench bench-gpu deepdrr-env lock clean help
 
 help:
 	@echo "make book | make test | make nbval-refresh | make bench | make bench-gpu | make deepdrr-env | make lint | make clean"
@@ -41,6 +41,7 @@ book: venv
 test: venv
 	$(MAKE) --no-print-directory data PROFILE=smoke
 	$(MAKE) --no-print-directory lint unit nbval book-check
+	$(MAKE) --no-print-directory browser
 
 unit: venv
 	$(BIN)/python -m pytest tests -q -n $(JOBS) --dist loadfile
@@ -51,6 +52,17 @@ nbval: venv
 
 book-check: venv
 	$(BIN)/synthex book --check
+
+# Headless Chromium on every page of the book that book-check built (console errors, failed or remote requests,
+# missing images, broken links; the static explorer's slider). The explorer tests on generated pages and on
+# `synthex explore` run with the unit tests. Without chromium this says so and skips.
+BOOK_HTML := $(if $(SYNTHEX_BUILD),$(SYNTHEX_BUILD)/_build/html,_build/html)
+browser: venv
+	@if [ -n "$$SYNTHEX_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		SYNTHEX_BOOK_HTML=$(BOOK_HTML) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py -k book; \
+	else \
+		echo "browser tests SKIPPED: chromium not found (apt-get install chromium, or set SYNTHEX_CHROMIUM=/path/to/chrome)"; \
+	fi
 
 # Regenerate the nbval reference outputs stored in notebooks/ (executes them in place at smoke).
 nbval-refresh: venv

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -100,3 +102,230 @@ def test_coverage_page_names_only_pages_of_the_book():
             assert rel in files, f"{rel} is not in _toc.yml"
     for item in ("Table 1", "Fig. 3b", "Fig. 4a-c", "Extended Data Table 6", "preprint Tables 4, 5"):
         assert item in text
+
+
+# ---- presentation of the notebooks in the rendered book (experiments.book.present_notebook) ----------------------
+
+def _presented(tmp_path: Path, injected: bool = True) -> tuple[nbformat.NotebookNode, dict]:
+    from synthex_lib.experiments.book import present_notebook
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "smoke"\nseed = 0\ncopies = 3')
+    params.metadata["tags"] = ["parameters"]
+    cells = [nbformat.v4.new_markdown_cell("# Title"), params]
+    if injected:
+        inj = nbformat.v4.new_code_cell('# Parameters\nprofile = "quick"\n')
+        inj.metadata["tags"] = ["injected-parameters"]
+        cells.append(inj)
+    code = nbformat.v4.new_code_cell("# NBVAL_IGNORE_OUTPUT\nx = 1\n  # NBVAL_CHECK_OUTPUT\nprint(x)")
+    code.outputs = [nbformat.v4.new_output("stream", name="stderr", text="UserWarning: noisy\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    only_marker = nbformat.v4.new_code_cell("# NBVAL_SKIP")
+    cells += [code, only_marker]
+    nb.cells = cells
+    return nb, present_notebook(nb)
+
+
+def test_present_notebook_hides_parameters_markers_and_logs(tmp_path):
+    nb, counts = _presented(tmp_path)
+    tags = {i: c.metadata.get("tags", []) for i, c in enumerate(nb.cells)}
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])][0]
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])][0]
+    assert "remove-cell" in params.metadata["tags"] and "remove-cell" in injected.metadata["tags"]
+    note = nb.cells[1]
+    assert note.cell_type == "markdown" and "Parameters of this build" in note.source
+    assert "`profile = 'quick'` (set for this build)" in note.source
+    assert "`seed = 0`" in note.source and "`copies = 3`" in note.source and "smoke" not in note.source
+    code = [c for c in nb.cells if c.cell_type == "code" and "print(x)" in c.source][0]
+    assert "NBVAL" not in code.source and code.source == "x = 1\nprint(x)"
+    assert [o["name"] for o in code.outputs] == ["stdout"]
+    assert counts["markers"] == 3 and counts["stderr"] == 1 and counts["first_stderr"] == "UserWarning: noisy"
+    empty = [c for c in nb.cells if c.cell_type == "code" and not c.source.strip()]
+    assert empty and all("remove-cell" in c.metadata["tags"] for c in empty)
+    assert all("remove-cell" not in t for i, t in tags.items() if nb.cells[i].cell_type == "markdown")
+
+
+def test_present_notebook_without_papermill_lists_the_defaults(tmp_path):
+    nb, _ = _presented(tmp_path, injected=False)
+    note = nb.cells[1].source
+    assert "default values" in note and "`profile = 'smoke'`" in note and "set for this build" not in note
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebooks_keep_their_nbval_markers_and_render_without_them(path):
+    """nbval reads the markers from the committed sources; the page must not show them."""
+    from synthex_lib.experiments.book import present_notebook
+
+    nb = nbformat.read(path, as_version=4)
+    n_markers = sum(c.source.count("# NBVAL_") for c in nb.cells if c.cell_type == "code")
+    counts = present_notebook(nb)
+    assert counts["markers"] == n_markers
+    assert not any("NBVAL_" in c.source for c in nb.cells if c.cell_type == "code")
+    assert sum("Parameters of this build" in c.source for c in nb.cells if c.cell_type == "markdown") == 1
+
+
+def test_prune_images_removes_only_unreferenced_files(tmp_path):
+    from synthex_lib.experiments.book import prune_images
+
+    html = tmp_path / "html"
+    (html / "_images").mkdir(parents=True)
+    (html / "notebooks").mkdir()
+    for name in ("used.png", "also-used.png", "stale.png"):
+        (html / "_images" / name).write_bytes(b"png")
+    (html / "index.html").write_text('<img src="_images/used.png" alt="">')
+    (html / "notebooks" / "a.html").write_text("<img src='../_images/also-used.png'>")
+    assert prune_images(html) == ["stale.png"]
+    assert sorted(p.name for p in (html / "_images").iterdir()) == ["also-used.png", "used.png"]
+    assert prune_images(tmp_path / "missing") == []
+
+
+# ---- configuration and pages ---------------------------------------------------------------------------------------
+
+def test_config_loads_no_thebe_and_one_search_box():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sph = cfg["sphinx"]
+    assert sph["recursive_update"] is True
+    exts = sph["config"]["extensions"]
+    assert "sphinx_thebe" not in exts
+    from jupyter_book.config import get_default_sphinx_config
+
+    assert set(exts) == set(get_default_sphinx_config()["extensions"]) - {"sphinx_thebe"}
+    assert sph["config"]["html_theme_options"]["navbar_persistent"] == []
+    assert (ROOT / "_static" / "book.css").exists()
+    assert "pre-wrap" in (ROOT / "_static" / "book.css").read_text()
+
+
+def test_references_and_data_pages_link_the_paper_and_every_dataset_doi():
+    refs = (ROOT / "book" / "references.md").read_text()
+    data = (ROOT / "book" / "data.md").read_text()
+    for link in ("https://doi.org/10.1038/s42256-023-00629-1", "https://arxiv.org/abs/2206.06127",
+                 "https://github.com/arcadelab/SyntheX"):
+        assert link in refs and link in data, link
+    dois = set()
+    for manifest in sorted((ROOT / "data_manifests").glob("*.yaml")):
+        m = yaml.safe_load(manifest.read_text())
+        for section in ("source", "citation"):
+            doi = (m.get(section) or {}).get("doi")
+            if doi:
+                dois.add(doi)
+    assert len(dois) >= 10
+    missing = [d for d in sorted(dois) if f"https://doi.org/{d}" not in data]
+    assert not missing, f"book/data.md lacks a link to {missing}"
+
+
+def test_pages_carry_no_developer_wording():
+    pages = [p.read_text() for p in (ROOT / "book").glob("*.md")]
+    for path in NOTEBOOKS:
+        if path.name == "02_domain_randomization.ipynb":
+            continue  # owned elsewhere
+        nb = nbformat.read(path, as_version=4)
+        pages += [c.source for c in nb.cells if c.cell_type == "markdown"]
+    text = "\n".join(pages).lower()
+    for phrase in ("the issue", "an open issue", "development machine", "tests/test_", "todo"):
+        assert phrase not in text, phrase
+
+
+# ---- the book's figures and tables (synthex_lib.figures.style, .tables, .overlay) ----------------------------------
+
+def test_one_label_colour_map_and_a_colour_blind_safe_palette():
+    from synthex_lib.figures import lab, overlay, plots, simulation, style
+
+    assert plots.LABEL_CMAP is style.LABEL_CMAP is overlay.LABEL_CMAP is simulation.LABEL_CMAP
+    assert lab.LABEL_COLOURS is style.LABEL_COLORS and len(set(style.LABEL_COLORS)) == 6
+    okabe = set(style.OKABE_ITO.values())
+    assert set(style.LABEL_COLORS) <= okabe and set(style.DOMAIN_COLORS.values()) <= okabe
+    assert style.domain_color("real strong DR") == style.GOLD
+    others = [style.domain_color(f"{d} regular DR") for d in ("realistic", "heuristic", "naive")]
+    assert len(set(others)) == 3 and style.GOLD not in others and style.OKABE_ITO["yellow"] not in others
+    assert style.domain_color("something else") != style.GOLD
+
+
+def test_book_resolution_is_at_least_100_dpi_at_column_width():
+    import matplotlib as mpl
+
+    from synthex_lib.figures import style
+
+    assert mpl.rcParams["savefig.dpi"] >= 100 and style.BOOK_DPI >= 100
+    assert style.COLUMN_IN * mpl.rcParams["savefig.dpi"] >= 700  # wider than the ~700 CSS px text column
+
+
+def test_robust_window_ignores_dropouts_and_shared_window_keeps_intensity_changes():
+    from synthex_lib.core.seeding import seeded_rng
+    from synthex_lib.figures.style import robust_window, shared_window
+
+    rng = seeded_rng(0, "test-robust-window")
+    img = 4.3 + 1.7 * rng.random((64, 64))
+    holes = img.copy()
+    holes.ravel()[rng.choice(img.size, img.size // 10, replace=False)] = 0.0  # 10 % dropout
+    lo, hi = robust_window(holes)
+    assert lo > 0.6 * img.min() and hi == pytest.approx(img.max(), abs=1e-9)  # the holes at 0 lie outside it
+    lo, hi = shared_window([img, 0.5 * img, 1.5 * img])
+    assert lo == pytest.approx(0.5 * img.min(), rel=1e-6) and hi == pytest.approx(1.5 * img.max(), rel=1e-6)
+    assert robust_window(np.full((4, 4), 2.0)) == (1.5, 2.5)
+
+
+def test_gallery_rows_share_one_window_fill_the_column_and_have_a_legend():
+    import matplotlib.pyplot as plt
+
+    from synthex_lib.figures.overlay import effect_gallery
+    from synthex_lib.figures.phantom import disc_phantom
+    from synthex_lib.figures.style import COLUMN_IN
+
+    sample = disc_phantom(96, radius=4.0)
+    fig = effect_gallery(sample, presets=("regular",), copies=2, only=("multiply", "dropout"))
+    assert fig.get_size_inches()[0] == pytest.approx(COLUMN_IN)
+    axes = np.array(fig.axes).reshape(3, 3)
+    for row in axes:
+        clims = {ax.images[0].get_clim() for ax in row}
+        assert len(clims) == 1, clims
+    mult = axes[1]
+    means = [float(np.mean(ax.images[0].get_array())) for ax in mult]
+    lo, hi = mult[0].images[0].get_clim()
+    assert lo <= min(means) and hi >= max(means) and lo < means[0] < hi
+    assert fig.legends and any("left femur" in t.get_text() for t in fig.legends[0].get_texts())
+    plt.close(fig)
+
+
+def test_book_html_shows_whole_cells_no_bare_index_and_reader_values():
+    from synthex_lib.figures.tables import book_html
+
+    long = "6 cadavers (366 CIOS Fusion X-rays) + 1 imaged with Loop-X (60 X-rays), " * 3
+    df = pd.DataFrame({"cohort": ["lab", "chest"], "paper": [long, "143 CTs"], "x": [0.1234567, 12345.6],
+                       "cross-scanner": [True, False], "P": [0.0004, 0.51234], "n": [np.nan, 3.0]})
+    html = book_html(df)
+    assert long.strip() in html and "..." not in html
+    assert "<th>0</th>" not in html and ">0<" not in html  # no 0..n-1 index column
+    assert ">0.1235<" in html and ">12,346<" in html and ">yes<" in html and ">no<" in html
+    assert "&lt; 0.001" in html and ">0.51<" in html and ">–<" in html
+    assert 'class="book-table-wrap"' in html
+    named = book_html(pd.DataFrame({"v": [1.5]}, index=pd.Index(["naive"], name="domain")))
+    assert ">naive<" in named and ">domain<" in named
+    assert book_html(df) == html  # deterministic: stored outputs compare equal
+
+
+def test_style_claims_words_and_p_values():
+    from synthex_lib.figures.tables import style_claims
+
+    df = pd.DataFrame({"claim": ["a beats b", "a beats b", "c on par with d"], "metric": ["Dice", "mm", "Dice"],
+                       "P": [0.012345, 0.5, np.nan], "P (Holm)": ["0.037", "< 0.001", "n/a"],
+                       "held here": [True, False, None]})
+    out = style_claims(df)
+    assert list(out["P"]) == ["0.012", "0.5", "n/a"]
+    assert list(out["P (Holm)"]) == ["0.037", "< 0.001", "n/a"]
+    assert list(out["held here"]) == ["held", "not held", "not testable"]
+    assert out.index.name == "claim"
+    gated = style_claims(df.assign(testable=[True, False, True]))
+    assert list(gated["held here"]) == ["held", "not testable", "not testable"] and "testable" not in gated
+
+
+def test_with_paper_detection_puts_the_papers_rate_beside_ours():
+    from synthex_lib.figures.tables import PAPER_ACTIVATION_PERCENT, with_paper_detection
+
+    df = pd.DataFrame({"train domain": ["real", "realistic-x"], "detected (ours)": ["40%", "38%"],
+                       "landmark mm (paper)": ["8.93 ± 19.76", "n/a"]})
+    out = with_paper_detection(df)
+    cols = list(out.columns)
+    assert cols.index("detected (paper)") == cols.index("detected (ours)") + 1
+    assert list(out["detected (paper)"]) == [f"{PAPER_ACTIVATION_PERCENT} %", "–"]
+    rows = pd.DataFrame({"landmarks activated": ["40%", "at NCC > 0.9"]}, index=["ours (lab)", "paper (preprint)"])
+    assert with_paper_detection(rows).loc["paper (preprint)", "landmarks activated"] == "90 %"

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "data": "synthex_lib.cli.data",
     "dr": "synthex_lib.cli.dr",
     "profiles": "synthex_lib.cli.profiles",
+    "explore": "synthex_lib.cli.explore",
 }
 
 EPILOG = """examples:

@@ -7,13 +7,22 @@ controlled hip dataset), (2) papermill-execute every notebook listed in ``_toc.y
 shows the papermill outputs, into ``_build/html``. A failing notebook fails the build with its
 name, cell and error.
 
+Before rendering, every notebook copied into the build sources is prepared for readers
+(:func:`present_notebook`): the parameters cells (the default one and papermill's injected one) are
+removed from the page and replaced by a collapsed note "Parameters of this build"; the
+``# NBVAL_*`` marker lines of the nbval tests are stripped from the shown code (the committed
+notebooks keep them); log output on stderr is dropped and counted in the build's console. After
+rendering, ``_images`` files that no page references are deleted (:func:`prune_images`).
+
 ``--refresh-references`` instead executes the committed notebooks in place at the ``smoke``
 profile: their stored outputs are the nbval reference outputs.
 """
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +44,12 @@ from synthex_lib.generate.engine import ensure_dataset
 
 class NotebookFailedError(SynthexError):
     """A notebook raised during execution."""
+
+
+#: the nbval marker comments (``# NBVAL_IGNORE_OUTPUT`` ...): a whole line, stripped from the rendered code
+NBVAL_MARKER = re.compile(r"^[ \t]*#[ \t]*NBVAL_[A-Z_]+[ \t]*$\n?", re.MULTILINE)
+#: the tags jupyter-book reads to remove a cell from the page
+REMOVE_TAG = "remove-cell"
 
 
 def repo_root() -> Path:
@@ -125,22 +140,128 @@ def execute_notebooks(profile: str, jobs: int = 1, seed: int | None = None, data
     return src
 
 
+def _assignments(source: str) -> dict[str, Any]:
+    """``name = literal`` assignments of a parameters cell, in order (other statements are skipped)."""
+    out: dict[str, Any] = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return out
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                out[node.targets[0].id] = ast.unparse(node.value)
+    return out
+
+
+def parameters_note(defaults: dict[str, Any], injected: dict[str, Any]) -> str:
+    """A collapsed MyST note listing the parameters a page was computed with (injected values marked)."""
+    lines = [":::{admonition} Parameters of this build", ":class: dropdown note", ""]
+    if injected:
+        lines.append("Set for this build (papermill); the other values are the chapter's defaults.")
+    else:
+        lines.append("The chapter's default values.")
+    lines.append("")
+    for name in [*defaults, *[k for k in injected if k not in defaults]]:
+        value = injected.get(name, defaults.get(name))
+        mark = " (set for this build)" if name in injected else ""
+        lines.append(f"* `{name} = {value!r}`{mark}")
+    lines.append(":::")
+    return "\n".join(lines)
+
+
+def present_notebook(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    """Prepare a notebook (in place) for the rendered book; returns counts of what was changed.
+
+    * the cell tagged ``parameters`` and papermill's ``injected-parameters`` cell get ``remove-cell``, and
+      a collapsed note listing the parameters (:func:`parameters_note`) takes their place;
+    * ``# NBVAL_*`` marker lines are stripped from code sources (a cell left empty is removed);
+    * stream outputs on stderr (warnings, progress bars, log lines) are dropped.
+    """
+    counts: dict[str, Any] = {"markers": 0, "stderr": 0, "first_stderr": ""}
+    defaults: dict[str, Any] = {}
+    injected: dict[str, Any] = {}
+    anchor = None
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.metadata.get("tags", []))
+        if "parameters" in tags or "injected-parameters" in tags:
+            (injected if "injected-parameters" in tags else defaults).update(_assignments(cell.source))
+            anchor = i if anchor is None else anchor
+            if REMOVE_TAG not in tags:
+                cell.metadata["tags"] = [*tags, REMOVE_TAG]
+            continue
+        stripped, n = NBVAL_MARKER.subn("", cell.source)
+        if n:
+            counts["markers"] += n
+            cell.source = stripped.strip("\n")
+            if not cell.source.strip():
+                cell.metadata["tags"] = [*tags, REMOVE_TAG]
+        outputs = cell.get("outputs", [])
+        kept = [o for o in outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        for o in outputs:
+            if o not in kept and not counts.get("first_stderr"):
+                counts["first_stderr"] = str(o.get("text", "")).strip().splitlines()[0][:160] if o.get("text") else ""
+        counts["stderr"] += len(outputs) - len(kept)
+        if "outputs" in cell:
+            cell.outputs = kept
+    if anchor is not None:
+        nb.cells.insert(anchor, nbformat.v4.new_markdown_cell(parameters_note(defaults, injected)))
+    return counts
+
+
+def present_sources(src: Path) -> None:
+    """Apply :func:`present_notebook` to every notebook of the book under ``src``, with one console line for
+    each notebook whose stderr output was dropped (how many, and the first line of it)."""
+    for nb_path in sorted(src.rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in nb_path.parts:
+            continue
+        nb = nbformat.read(nb_path, as_version=4)
+        counts = present_notebook(nb)
+        nbformat.write(nb, nb_path)
+        if counts["stderr"]:
+            print(f"[synthex book] {nb_path.relative_to(src)}: {counts['stderr']} stderr output(s) not shown "
+                  f"(first: {counts['first_stderr']!r})", flush=True)
+
+
 def assemble_sources(src: Path, use_committed: bool = False) -> None:
-    """Copy the book's config and pages into ``src`` (and, with ``use_committed``, the committed notebooks)."""
+    """Copy the book's config, pages and ``_static`` into ``src`` (and, with ``use_committed``, the committed
+    notebooks), then prepare every notebook there for readers (:func:`present_sources`)."""
     root = repo_root()
     src.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, src / name)
-    for path in (root / "book").rglob("*"):
-        if path.is_file():
-            dest = src / path.relative_to(root)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dest)
+    shutil.rmtree(src / "_static", ignore_errors=True)
+    for folder in ("book", "_static"):
+        for path in (root / folder).rglob("*") if (root / folder).is_dir() else ():
+            if path.is_file():
+                dest = src / path.relative_to(root)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, dest)
     if use_committed:
         for nb in notebooks(root):
             dest = src / nb.relative_to(root)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(nb, dest)
+    present_sources(src)
+
+
+def prune_images(html: Path) -> list[str]:
+    """Delete the files of ``html/_images`` that no page (``*.html``) references; returns their names."""
+    images = html / "_images"
+    if not images.is_dir():
+        return []
+    text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in html.rglob("*.html"))
+    used = set(re.findall(r"_images/([^\"'\s)?#]+)", text))
+    removed = []
+    for f in sorted(images.iterdir()):
+        if f.is_file() and f.name not in used:
+            f.unlink()
+            removed.append(f.name)
+    return removed
 
 
 def build_html(src: Path, strict: bool = False) -> Path:
@@ -160,6 +281,9 @@ def build_html(src: Path, strict: bool = False) -> Path:
     if proc.returncode != 0 or not index.exists():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise SynthexError(f"jupyter-book build failed (exit {proc.returncode}); full log in {log}\n{tail}")
+    removed = prune_images(out / "html")
+    if removed:
+        print(f"[synthex book] removed {len(removed)} unreferenced image(s) from _images", flush=True)
     return index
 
 

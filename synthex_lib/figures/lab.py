@@ -16,10 +16,16 @@ import pandas as pd
 
 from synthex_lib import geometry
 from synthex_lib.anatomy.specimen import Specimen
+from synthex_lib.core.seeding import seeded_rng
+from synthex_lib.figures.style import COLUMN_IN, LABEL_COLORS, OKABE_ITO, label_color, label_legend, landmark_handle
 from synthex_lib.simulate.registry import get_projector
 
-#: colours of hip labels 1..6 (left/right hemipelvis, vertebrae, upper sacrum, left/right femur)
-LABEL_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
+#: the book's label colours (one map for every chapter: :mod:`synthex_lib.figures.style`)
+LABEL_COLOURS = LABEL_COLORS
+#: landmark markers and names on DRRs and slices
+LANDMARK_COLOUR = OKABE_ITO["yellow"]
+#: outline of projected masks (chest lesions)
+MASK_COLOUR = OKABE_ITO["vermillion"]
 
 
 def radiograph_device(size: int) -> geometry.Device:
@@ -67,14 +73,15 @@ def plot_drrs(images: np.ndarray, P: np.ndarray | None = None,
     n = len(images)
     ncols = ncols or n
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.3 * nrows), squeeze=False)
+    w = min(COLUMN_IN / ncols, 3.2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, (w + 0.25) * nrows), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         if i >= n:
             ax.axis("off")
             continue
         _show(ax, images[i], titles[i] if titles else "")
         if masks is not None:
-            ax.contour(masks[i].astype(float), levels=[0.5], colors="r", linewidths=0.8)
+            ax.contour(masks[i].astype(float), levels=[0.5], colors=MASK_COLOUR, linewidths=0.8)
         lms = landmarks if isinstance(landmarks, dict) or landmarks is None else landmarks[i]
         if lms and P is not None:
             names = list(lms)
@@ -82,9 +89,16 @@ def plot_drrs(images: np.ndarray, P: np.ndarray | None = None,
             h, w = images[i].shape
             for name, (u, v) in zip(names, uv, strict=True):
                 if 0 <= u < w and 0 <= v < h:
-                    ax.plot(u, v, "o", ms=3, color="#ffe119")
-                    ax.text(u + 2, v - 2, name, color="#ffe119", fontsize=6)
+                    ax.plot(u, v, "o", ms=3, color=LANDMARK_COLOUR)
+                    ax.text(u + 2, v - 2, name, color=LANDMARK_COLOUR, fontsize=6)
     fig.tight_layout()
+    extra = []
+    if masks is not None:
+        extra.append(plt.Line2D([], [], color=MASK_COLOUR, lw=1.2, label="projected lesion mask"))
+    if landmarks and P is not None:
+        extra.append(landmark_handle("landmark (projected)", color=LANDMARK_COLOUR))
+    if extra:
+        label_legend(fig, labels=[], extra=extra)
     return fig
 
 
@@ -106,37 +120,42 @@ def orthogonal_slices(spec: Specimen, point: np.ndarray | None = None, window: t
         ("sagittal", spec.ct_hu[:, :, i], spec.labels[:, :, i], (ext_y[0], ext_y[1], ext_z[0], ext_z[1]), 0, (1, 2),
          True),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(COLUMN_IN, 2.9))
+    present: set[int] = set()
     for ax, (name, img, lab, ext, normal, (a0, a1), lower) in zip(axes, planes, strict=True):
         origin = "lower" if lower else "upper"
         ax.imshow(img, cmap="gray", vmin=window[0], vmax=window[1], extent=ext, origin=origin)
         for lid in range(1, int(lab.max()) + 1):
             if (lab == lid).any():
-                ax.contour((lab == lid).astype(float), levels=[0.5], colors=LABEL_COLOURS[(lid - 1) % 7],
+                present.add(lid)
+                ax.contour((lab == lid).astype(float), levels=[0.5], colors=label_color(lid),
                            linewidths=0.8, extent=ext, origin=origin)
         for nm, p in spec.landmarks.items():
             if abs(p[normal] - point[normal]) <= 2 * sp[normal]:
-                ax.plot(p[a0], p[a1], "o", color="#ffe119", ms=4)
-                ax.text(p[a0], p[a1], " " + nm, color="#ffe119", fontsize=7)
-        ax.set_title(f"{name} slice at {('x', 'y', 'z')[normal]} = {point[normal]:.0f} mm", fontsize=9)
+                ax.plot(p[a0], p[a1], "o", color=LANDMARK_COLOUR, ms=3)
+                ax.text(p[a0], p[a1], " " + nm, color=LANDMARK_COLOUR, fontsize=6)
+        ax.set_title(f"{name} at {('x', 'y', 'z')[normal]} = {point[normal]:.0f} mm", fontsize=9)
         ax.set_xlabel(("x", "y", "z")[a0] + " (mm)")
         ax.set_ylabel(("x", "y", "z")[a1] + " (mm)")
         if normal == 2:
             ax.set_ylim(ext[2], ext[3])
     fig.tight_layout()
+    label_legend(fig, labels=present, kind=spec.kind, ncol=4,
+                 extra=[landmark_handle("landmark within 2 voxels", color=LANDMARK_COLOUR)] if spec.landmarks else [])
     return fig
 
 
 def landmarks_3d(spec: Specimen, max_points: int = 6000, seed: int = 0):
     """3D scatter of the labelled bone (sub-sampled voxels, coloured by label) and the landmarks."""
 
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed, "figure-landmarks-3d", spec.specimen_id)
     idx = np.argwhere(spec.labels > 0)
     if len(idx) > max_points:
         idx = idx[rng.choice(len(idx), max_points, replace=False)]
     xyz = spec.index_to_world(idx[:, ::-1])
-    col = [LABEL_COLOURS[(v - 1) % 7] for v in spec.labels[tuple(idx.T)]]
-    fig = plt.figure(figsize=(7, 6))
+    ids = spec.labels[tuple(idx.T)]
+    col = [label_color(v) for v in ids]
+    fig = plt.figure(figsize=(COLUMN_IN, 0.8 * COLUMN_IN))
     ax = fig.add_subplot(projection="3d")
     ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], s=1, c=col, alpha=0.25)
     for nm, p in spec.landmarks.items():
@@ -148,6 +167,8 @@ def landmarks_3d(spec: Specimen, max_points: int = 6000, seed: int = 0):
     ax.view_init(elev=12, azim=-70)
     ax.set_box_aspect(np.ptp(xyz, axis=0))
     ax.locator_params(nbins=4)
+    label_legend(ax, labels=np.unique(ids), kind=spec.kind, loc="upper left",
+                 extra=[landmark_handle("landmark", color="black")])
     return fig
 
 
@@ -164,12 +185,12 @@ def ct_vs_anatomy(spec: Specimen, center: np.ndarray, half_mm: float = 30.0, fin
     i0, j, k0 = np.clip(np.rint(spec.world_to_index(lo)).astype(int), 0, np.array(spec.shape_xyz) - 1)
     i1, _, k1 = np.clip(np.rint(spec.world_to_index(hi)).astype(int), 0, np.array(spec.shape_xyz) - 1)
     ct = spec.ct_hu[k0:k1 + 1, j, i0:i1 + 1]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
+    fig, axes = plt.subplots(1, 3, figsize=(COLUMN_IN, 2.6))
     ext = (lo[0], hi[0], lo[2], hi[2])
     axes[0].imshow(np.clip(fine, -1000, 3071), cmap="gray", vmin=window[0], vmax=window[1], origin="lower", extent=ext)
-    axes[0].set_title(f"anatomy (true HU, {fine_mm} mm)", fontsize=9)
+    axes[0].set_title(f"anatomy (true HU, {fine_mm} mm)", fontsize=8)
     axes[1].imshow(ct, cmap="gray", vmin=window[0], vmax=window[1], origin="lower", extent=ext)
-    axes[1].set_title(f"simulated CT ({spec.spacing[0]:g} mm)", fontsize=9)
+    axes[1].set_title(f"simulated CT ({spec.spacing[0]:g} mm)", fontsize=8)
     xs_f = lo[0] + np.arange(fine.shape[1]) * fine_mm
     xs_c = spec.origin[0] + np.arange(i0, i1 + 1) * spec.spacing[0]
     axes[2].plot(xs_f, fine[fine.shape[0] // 2], label="anatomy")
@@ -177,14 +198,15 @@ def ct_vs_anatomy(spec: Specimen, center: np.ndarray, half_mm: float = 30.0, fin
     axes[2].step(xs_c, spec.ct_hu[kc, j, i0:i1 + 1], where="mid", label="CT")
     axes[2].set_xlabel("x (mm)")
     axes[2].set_ylabel("HU")
-    axes[2].legend(fontsize=8)
-    axes[2].set_title("profile along x", fontsize=9)
+    axes[2].legend(fontsize=7)
+    axes[2].set_title("profile along x", fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def specimen_table(specs: Sequence[Specimen]):
-    """One row per hip specimen: its main parameters and measured anatomy (mm, deg)."""
+def specimen_table(specs: Sequence[Specimen], transpose: bool = True):
+    """The main parameters and measured anatomy (mm, deg) of hip specimens: one column per specimen (the
+    default, which fits the page's width), or one row per specimen with ``transpose=False``."""
 
     rows = []
     for s in specs:
@@ -204,4 +226,9 @@ def specimen_table(specs: Sequence[Specimen]):
             "fat ant. (mm)": round(p.fat_mm[0], 1), "gas pockets": len(p.gas),
             "CT voxels": "x".join(str(v) for v in s.shape_xyz),
         })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if not transpose:
+        return df
+    out = df.set_index("specimen").T.astype(object)
+    out.columns.name = "specimen"
+    return out

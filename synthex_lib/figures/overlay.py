@@ -1,26 +1,35 @@
 """Label and landmark overlays, and the static domain-randomization gallery.
 
-Images are drawn in grey (each panel scaled to its own min-max), the 2D label map as coloured
-outlines or a colour blend (labels 1-6 of the hip task; 0 transparent), visible landmarks as
-white-edged dots at their (x = col, y = row) pixel positions. Invisible landmarks are not drawn.
+Images are drawn in grey (one window per gallery row, :func:`synthex_lib.figures.style.shared_window`,
+so that effects can be compared; a lone panel gets its own robust window), the 2D label map as
+coloured outlines or a colour blend in the book's label colours (labels 1-6 of the hip task; 0
+transparent) with a legend, visible landmarks as white dots at their (x = col, y = row) pixel
+positions. Invisible landmarks are not drawn.
 """
 
 from __future__ import annotations
 
 import copy
+import textwrap
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.colors import ListedColormap
 
+from synthex_lib.figures.style import (
+    COLUMN_IN,
+    LABEL_CMAP,
+    LABEL_COLORS,
+    LANDMARK_COLOR,
+    label_legend,
+    robust_window,
+    shared_window,
+)
 from synthex_lib.randomization import DomainRandomization, preset_config
 
-#: colours of the hip labels 1..6 (left/right hemipelvis, vertebrae, upper sacrum, left/right femur);
-#: the same palette as :mod:`synthex_lib.figures.plots`
-LABEL_COLORS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4"]
-LABEL_CMAP = ListedColormap(["#00000000", *LABEL_COLORS])
+__all__ = ["LABEL_CMAP", "LABEL_COLORS", "as_batch", "batch_item", "draw_sample", "effect_gallery", "effect_rows",
+           "label_outlines"]
 
 
 def _np(x: Any) -> np.ndarray | None:
@@ -43,13 +52,16 @@ def label_outlines(labels: np.ndarray) -> np.ndarray:
 
 
 def draw_sample(ax: plt.Axes, image: Any, labels: Any = None, landmarks: Any = None, visible: Any = None,
-                title: str | None = None, label_style: str = "outline", label_alpha: float = 0.35) -> plt.Axes:
-    """Draw one sample: ``image`` [H, W] or [1, H, W]; ``labels`` [H, W] ints, drawn as coloured
+                title: str | None = None, label_style: str = "outline", label_alpha: float = 0.35,
+                window: tuple[float, float] | None = None) -> plt.Axes:
+    """Draw one sample: ``image`` [H, W] or [1, H, W] in grey over ``window`` (lo, hi) in image units
+    (default: the image's own robust window); ``labels`` [H, W] ints, drawn as coloured
     ``"outline"``s (the image stays readable) or ``"fill"`` (blended with ``label_alpha``);
     ``landmarks`` [L, 2] (x, y) pixels; ``visible`` [L] bool (default: finite coordinates)."""
     img = _np(image)
     img = img[0] if img.ndim == 3 else img
-    ax.imshow(img, cmap="gray", interpolation="nearest")
+    lo, hi = robust_window(img) if window is None else window
+    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
     lab = _np(labels)
     if lab is not None:
         if label_style == "outline":
@@ -62,9 +74,9 @@ def draw_sample(ax: plt.Axes, image: Any, labels: Any = None, landmarks: Any = N
     if lm is not None and len(lm):
         vis = _np(visible)
         vis = np.isfinite(lm).all(-1) if vis is None else vis.astype(bool)
-        ax.scatter(lm[vis, 0], lm[vis, 1], s=12, c="#00e5ff", edgecolors="w", linewidths=0.6)
+        ax.scatter(lm[vis, 0], lm[vis, 1], s=12, c=LANDMARK_COLOR, edgecolors="black", linewidths=0.6)
     if title:
-        ax.set_title(title, fontsize=7)
+        ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
@@ -112,23 +124,34 @@ def effect_rows(preset: str = "strong") -> list[tuple[str, dict[str, Any]]]:
 
 def effect_gallery(sample: dict[str, Any], presets: tuple[str, ...] = ("regular", "strong"), copies: int = 4,
                    seed: int = 0, effects_from: str = "strong", epoch: int = 0,
-                   only: tuple[str, ...] | None = None) -> plt.Figure:
+                   only: tuple[str, ...] | None = None, width_in: float = COLUMN_IN) -> plt.Figure:
     """Static gallery: the input, then one row per full preset (``presets``) and one row per effect
     of ``effects_from`` applied alone (or only the effects named in ``only``), each with ``copies``
-    random draws (sample keys 0..copies-1), labels and landmarks overlaid."""
+    random draws (sample keys 0..copies-1), labels and landmarks overlaid, a legend of the label
+    colours on top. The figure is ``width_in`` inches wide (the book's column).
+
+    Each row is drawn with ONE grey window (:func:`synthex_lib.figures.style.shared_window` over the
+    row's input and outputs), so a multiplied image looks darker or brighter than the input and
+    dropped-out pixels or warp padding show black instead of washing the panel out."""
 
     rows: list[tuple[str, Any]] = [(f"preset '{p}'", DomainRandomization.from_preset(p, seed=seed)) for p in presets]
     rows += [(title, DomainRandomization.from_config(cfg, seed=seed)) for title, cfg in effect_rows(effects_from)
              if only is None or title in only]
     batch = as_batch(sample, copies)
-    fig, axes = plt.subplots(len(rows), copies + 1, figsize=(1.45 * (copies + 1), 1.5 * len(rows)), squeeze=False)
+    ncols = copies + 1
+    panel = width_in / ncols
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(width_in, (panel + 0.28) * len(rows) + 0.3), squeeze=False)
+    wrap = max(int(panel * 72 / 8 / 0.55), 8)  # characters of 8 pt text that fit one panel
     for r, (title, dr) in enumerate(rows):
         out = dr({**batch, "epoch": epoch})
         fired = dr.fired(range(copies), epoch)
-        draw_sample(axes[r, 0], **batch_item(batch, 0), title="input" if r == 0 else None)
-        axes[r, 0].set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center")
+        window = shared_window([_np(batch["image"][0])] + [_np(out["image"][c]) for c in range(copies)])
+        draw_sample(axes[r, 0], **batch_item(batch, 0), title="input" if r == 0 else None, window=window)
+        axes[r, 0].set_ylabel(title.replace("_", " "), fontsize=8)
         for c in range(copies):
             names = [n for n in fired[c] if n not in ("crop", "noise", "gamma")] if r < len(presets) else []
-            draw_sample(axes[r, c + 1], **batch_item(out, c), title=", ".join(names) or None)
-    fig.tight_layout(pad=0.3)
+            label = textwrap.fill(", ".join(n.replace("_", " ") for n in names), wrap) if names else None
+            draw_sample(axes[r, c + 1], **batch_item(out, c), title=label, window=window)
+    fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.3)
+    label_legend(fig, landmarks=True, ncol=4)
     return fig

@@ -7,6 +7,7 @@ computed by the library (projectors, scanners, datasets); these functions only a
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,14 @@ from synthex_lib.anatomy.tissues import MATERIAL_NAMES
 from synthex_lib.core.constants import HIP_LABELS
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.datasets.layout import SpecimenImages, read_group
-from synthex_lib.figures.plots import LABEL_CMAP
+from synthex_lib.figures.style import (
+    COLUMN_IN,
+    INVISIBLE_COLOR,
+    LABEL_CMAP,
+    LABEL_COLORS,
+    LANDMARK_COLOR,
+    label_legend,
+)
 from synthex_lib.generate.lab_source import FEMUR_CENTRES
 from synthex_lib.generate.poses import pose_center
 from synthex_lib.generate.registration import DEFAULT_REGISTRATION_ERROR, pose_difference
@@ -43,17 +51,18 @@ def read_domains(folder: Any, group: str, suffix: str = "", domains: Sequence[st
     return {d: read_group(Path(folder) / f"{d}{suffix}.h5", group) for d in domains}
 
 
-def _show(ax: plt.Axes, img: np.ndarray, title: str) -> None:
+def _show(ax: plt.Axes, img: np.ndarray, title: str, fontsize: float = 9, wrap: int = 0) -> None:
     lo, hi = np.percentile(img, [0.5, 99.5])
     ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, wrap) if wrap else title, fontsize=fontsize)
     ax.axis("off")
 
 
 def plot_fig3b(images: dict[str, SpecimenImages], index: int = 0, real_label: str = "real (emulated)") -> plt.Figure:
     """One pose in every domain side by side (the paper's Fig. 3b), each shown with its own window."""
     names = [d for d in DOMAIN_ORDER if d in images]
-    fig, axes = plt.subplots(1, len(names), figsize=(2.7 * len(names), 2.9))
+    w = min(COLUMN_IN / max(len(names), 1), 2.7)
+    fig, axes = plt.subplots(1, len(names), figsize=(w * len(names), w + 0.3))
     for ax, d in zip(np.atleast_1d(axes), names, strict=True):
         _show(ax, images[d].projs[index], real_label if d == "real" else d)
     fig.tight_layout()
@@ -72,23 +81,26 @@ def domain_statistics(images: dict[str, SpecimenImages]) -> pd.DataFrame:
 
 def plot_label_overlays(images: SpecimenImages, indices: Sequence[int], title: str = "real (emulated)"
                         ) -> plt.Figure:
-    """Images with the projected label map (colours of :mod:`synthex_lib.figures.plots`) and the landmarks:
-    visible ones as white circles, invisible ones as red crosses (kept, flagged)."""
+    """Images with the projected label map (the book's label colours, :mod:`synthex_lib.figures.style`, legend
+    above) and the landmarks: visible ones as white dots, invisible ones as crosses (kept, flagged)."""
 
     idx = [i for i in indices if i < len(images.projs)]
-    fig, axes = plt.subplots(1, len(idx), figsize=(2.8 * len(idx), 3.0), squeeze=False)
+    w = min(COLUMN_IN / max(len(idx), 1), 2.8)
+    fig, axes = plt.subplots(1, len(idx), figsize=(w * len(idx), w + 0.3), squeeze=False)
     xy = images.landmarks_xy
     vis = images.visibility()
-    h, w = images.projs.shape[1:]
+    h, wd = images.projs.shape[1:]
     for ax, i in zip(axes[0], idx, strict=True):
         _show(ax, images.projs[i], f"{title} #{i}")
-        ax.imshow(images.segs[i], cmap=LABEL_CMAP, vmin=0, vmax=6, alpha=0.4, interpolation="nearest")
+        ax.imshow(np.ma.masked_equal(images.segs[i], 0), cmap=LABEL_CMAP, vmin=0, vmax=len(LABEL_COLORS),
+                  alpha=0.45, interpolation="nearest")
         v = vis[i]
-        ax.scatter(xy[i, v, 0], xy[i, v, 1], s=16, facecolors="none", edgecolors="w", linewidths=1)
-        ax.scatter(xy[i, ~v, 0], xy[i, ~v, 1], s=16, marker="x", c="r", linewidths=1)
-        ax.set_xlim(-0.5, w - 0.5)
+        ax.scatter(xy[i, v, 0], xy[i, v, 1], s=14, c=LANDMARK_COLOR, edgecolors="black", linewidths=0.6)
+        ax.scatter(xy[i, ~v, 0], xy[i, ~v, 1], s=16, marker="x", c=INVISIBLE_COLOR, linewidths=1)
+        ax.set_xlim(-0.5, wd - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
     fig.tight_layout()
+    label_legend(fig, landmarks=True, invisible=True, ncol=4)
     return fig
 
 
@@ -116,7 +128,7 @@ def spectra_table(size: int = 64) -> tuple[dict[str, tuple[np.ndarray, np.ndarra
 
 
 def plot_spectra(spectra: dict[str, tuple[np.ndarray, np.ndarray]]) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 3.4))
     for label, (e, f) in spectra.items():
         style = "-" if "centre" in label or "projector" in label else ":"
         ax.plot(e, f / (e[1] - e[0]) if len(e) > 1 else f, style, label=label, lw=1.2)
@@ -150,7 +162,8 @@ def material_slices(specimen: Any, y_mm: float | None = None) -> dict[str, np.nd
 
 
 def plot_material_slices(slices: dict[str, np.ndarray]) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(slices), figsize=(3.4 * len(slices), 3.4))
+    w = min(COLUMN_IN / max(len(slices), 1), 3.4)
+    fig, axes = plt.subplots(1, len(slices), figsize=(w * len(slices), w + 0.2))
     for ax, (title, im) in zip(np.atleast_1d(axes), slices.items(), strict=True):
         if title.startswith("CT"):
             ax.imshow(im, cmap="gray", vmin=-400, vmax=1200)
@@ -163,7 +176,7 @@ def plot_material_slices(slices: dict[str, np.ndarray]) -> plt.Figure:
             present = sorted(int(v) for v in np.unique(im))
             cb = fig.colorbar(m, ax=ax, ticks=present, fraction=0.046)
             cb.ax.set_yticklabels([MATERIAL_NAMES.get(v, str(v)) for v in present], fontsize=7)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(textwrap.fill(title, 22), fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     return fig
@@ -175,9 +188,10 @@ def plot_scanner_stages(stages: Any, title: str = "emulated CIOS-like scanner") 
     panels = [("primary (keV/pixel)", stages.primary), ("scatter before grid", stages.scatter),
               ("ADC counts (raw)", stages.counts.astype(float)), ("-log(counts / air)", stages.log),
               ("vendor-processed (stored)", stages.output)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
+    w = min(COLUMN_IN / len(panels), 2.6)
+    fig, axes = plt.subplots(1, len(panels), figsize=(w * len(panels), w + 0.6))
     for ax, (t, im) in zip(axes, panels, strict=True):
-        _show(ax, im, t)
+        _show(ax, im, t, fontsize=8, wrap=16)
     fig.suptitle(f"{title}; foreign objects: {', '.join(stages.foreign) or 'none'}", fontsize=9)
     fig.tight_layout()
     return fig
