@@ -59,7 +59,6 @@ from synthex_lib.adaptation.data import (
 )
 from synthex_lib.adaptation.runs import (
     FaultInjector,
-    cpu_threads,
     epoch_order,
     load_run_checkpoint,
     save_checkpoint,
@@ -70,7 +69,7 @@ from synthex_lib.core.config import Profile, get_profile
 from synthex_lib.core.constants import HIP_LANDMARKS, HIP_NUM_CLASSES
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.core.seeding import seeded_rng
-from synthex_lib.learning.device import autocast_for, resolve_device
+from synthex_lib.learning.device import autocast_for, cpu_threads, resolve_device
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.losses import multitask_loss
 from synthex_lib.learning.models import MultiTaskUNet

@@ -3,14 +3,12 @@ only the run they belong to, the JSON record of a run, and the fault injection t
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import pickle
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +20,6 @@ from synthex_lib.core import paths
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.core.hashing import canonical_json
 from synthex_lib.core.seeding import seeded_rng
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` torch intra-op threads, restoring the previous count (a CPU run's bytes depend on it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def torch_generator(*keys: int | str) -> torch.Generator:

@@ -12,12 +12,10 @@ atomically after every epoch, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
 import pickle
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from synthex_lib.core import paths
 from synthex_lib.core.config import Profile, get_profile
 from synthex_lib.core.constants import HIP_LANDMARKS, HIP_NUM_CLASSES
 from synthex_lib.core.errors import ConfigError, DataError
-from synthex_lib.learning.device import autocast_for, resolve_device
+from synthex_lib.learning.device import autocast_for, cpu_threads, resolve_device
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.losses import multitask_loss
 from synthex_lib.learning.models import MultiTaskUNet, build_model
@@ -130,20 +128,9 @@ def train_multitask(train_ds: Dataset, profile: Profile, *, seed: int = 0, dr_pr
         raise ConfigError("the training set is empty: check the dataset and the held-out specimen")
     dev = resolve_device(device)
     cfg = profile.train
-    with _cpu_threads(cfg.cpu_threads if dev.type == "cpu" else torch.get_num_threads()):
+    with cpu_threads(cfg.cpu_threads if dev.type == "cpu" else torch.get_num_threads()):
         return _train(train_ds, profile, seed, dr_preset, num_classes, num_landmarks, checkpoint, progress, dev,
                       val_ds)
-
-
-@contextlib.contextmanager
-def _cpu_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` torch intra-op threads (a CPU run's bytes depend on the thread count)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train(train_ds: Dataset, profile: Profile, seed: int, dr_preset: str | dict, num_classes: int,

@@ -39,7 +39,6 @@ from synthex_lib.adaptation.cyclegan.networks import PatchDiscriminator, ResnetG
 from synthex_lib.adaptation.data import DomainImages, as_domain_images, check_excluded, standardize
 from synthex_lib.adaptation.runs import (
     FaultInjector,
-    cpu_threads,
     epoch_order,
     load_run_checkpoint,
     save_checkpoint,
@@ -48,7 +47,7 @@ from synthex_lib.adaptation.runs import (
 )
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.core.seeding import seeded_rng
-from synthex_lib.learning.device import resolve_device
+from synthex_lib.learning.device import cpu_threads, resolve_device
 
 #: file names in a run's ``out_dir``
 CHECKPOINT = "cyclegan.pt"

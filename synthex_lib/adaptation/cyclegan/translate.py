@@ -29,13 +29,12 @@ from synthex_lib.adaptation.config import CycleGANConfig
 from synthex_lib.adaptation.cyclegan.networks import ResnetGenerator
 from synthex_lib.adaptation.cyclegan.train import KIND
 from synthex_lib.adaptation.data import as_domain_images, destandardize, standardize
-from synthex_lib.adaptation.runs import cpu_threads
 from synthex_lib.core import paths
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.core.h5io import open_h5, read_array
 from synthex_lib.core.hashing import canonical_json, code_digest, sha256_cached, stable_hash
 from synthex_lib.datasets.layout import H5_LIBVER, list_groups
-from synthex_lib.learning.device import resolve_device
+from synthex_lib.learning.device import cpu_threads, resolve_device
 
 #: the module whose code (with what it imports) makes translated datasets
 TRANSLATION_ROOT = "synthex_lib.adaptation.cyclegan.translate"
