@@ -19,9 +19,9 @@ from synthex_lib.generate.cache import dataset_dir, dataset_key
 
 ROOT = Path(__file__).resolve().parents[1]
 #: a value different from every profile's for each training field
-OTHER = {"image_size": 96, "epochs": 7, "batch_size": 3, "optimizer": "sgd", "lr": 0.0123, "momentum": 0.5,
+OTHER = {"image_size": 80, "epochs": 7, "batch_size": 3, "optimizer": "sgd", "lr": 0.0123, "momentum": 0.5,
          "weight_decay": 3e-4, "lr_step_epochs": 3, "lr_gamma": 0.25, "max_iterations": 11,
-         "unet_channels": (4, 8), "heatmap_sigma_px": 1.5, "val_fraction": 0.25, "cpu_threads": 3,
+         "unet_channels": (4, 8), "heatmap_sigma_px": 1.25, "val_fraction": 0.25, "cpu_threads": 3,
          "network": "transunet"}
 
 

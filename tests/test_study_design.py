@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from synthex_lib.core.errors import ConfigError
-from synthex_lib.experiments.hip import check_claims, paired_pool, validation_split, verdict_summary
+from synthex_lib.experiments.hip import (
+    LEARNING_FLOORS,
+    check_claims,
+    learning_check,
+    paired_pool,
+    run_verdict,
+    study_verdict,
+    validation_split,
+    verdict_summary,
+)
 from synthex_lib.learning.device import resolve_device
 from synthex_lib.learning.training import convergence
 
@@ -52,7 +61,8 @@ def test_device_choice():
 def _rec(domain, preset, group, dice, err, converged=True):
     return {"parameters": {"train_domain": domain, "dr_preset": preset, "test_group": group},
             "metrics": {"converged": converged},
-            "per_image": {"dice": list(dice), "error_mm": [list(r) for r in err]}}
+            "per_image": {"dice": list(dice), "error_mm": [list(r) for r in err],
+                          "visible": [[1] * len(r) for r in err]}}
 
 
 def _records(converged=True, seed=0):
@@ -102,3 +112,43 @@ def test_claims_of_unconverged_runs_are_not_testable():
     df = check_claims(_records(converged=False))
     assert (df["verdict"] == "not testable (runs not converged)").all()
     assert verdict_summary(df)["not testable"] == len(df)
+
+
+def test_learning_check_pools_real2real_folds_against_the_floors():
+    nan = float("nan")
+    recs = [  # Real2Real regular: 2 folds, 3 images x 2 landmarks each
+        {"parameters": {"train_domain": "real", "dr_preset": "regular", "test_group": "01"},
+         "per_image": {"dice": [0.8, 0.7, 0.9], "error_mm": [[1, nan], [2, 3], [nan, nan]],
+                       "visible": [[1, 1], [1, 1], [1, 0]]}},
+        {"parameters": {"train_domain": "real", "dr_preset": "regular", "test_group": "02"},
+         "per_image": {"dice": [0.6, 0.8, 0.7], "error_mm": [[1, 1], [nan, 2], [4, nan]],
+                       "visible": [[1, 1], [1, 1], [1, 1]]}},
+        {"parameters": {"train_domain": "naive", "dr_preset": "regular", "test_group": "01"},
+         "per_image": {"dice": [0.1] * 3, "error_mm": [[nan, nan]] * 3, "visible": [[1, 1]] * 3}},
+    ]
+    lc = learning_check(recs)
+    assert lc["folds"] == 2
+    assert lc["dice"] == pytest.approx(4.5 / 6)  # mean of the six Real2Real images
+    assert lc["activated"] == pytest.approx(7 / 11)  # 7 activated of 11 visible
+    assert lc["met"] is (4.5 / 6 >= LEARNING_FLOORS["dice"] and 7 / 11 >= LEARNING_FLOORS["activated"])
+    recs[0]["per_image"]["dice"] = [0.95, 0.95, 0.95]
+    assert learning_check(recs)["met"]
+    assert learning_check(recs, "strong")["folds"] == 0 and not learning_check(recs, "strong")["met"]
+
+
+def test_verdicts_say_what_the_runs_show():
+    rec = {"parameters": {"test_group": "03"}, "history": [{}] * 40,
+           "metrics": {"converged": False, "tail_improvement": 0.081, "best_epoch": 38, "images": 48,
+                       "dice_mean": 0.8123, "detection_rate": 0.55, "landmark_error_mm_mean": 4.2,
+                       "landmark_error_mm_std": 1.5}}
+    text = run_verdict(rec)
+    assert "**not met**" in text and "8.1%" in text and "epoch 38 of 40" in text
+    assert "specimen 03" in text and "Dice 0.812" in text and "55%" in text
+    assert "4.20 ± 1.50 mm" in text
+    text = study_verdict(_records(converged=False))
+    assert "0 of 16 runs met" in text and "did not converge" in text
+    assert "Real2Real (regular DR, 2 held-out specimens pooled) **does not clear**" in text  # Dice about 0.65
+    rec["metrics"] |= {"tail_improvement": float("nan"), "landmark_error_mm_mean": float("nan")}
+    rec["history"] = [{}] * 2
+    text = run_verdict(rec)
+    assert "2 epoch(s) are too few to judge" in text and "none activated" in text and "nan" not in text

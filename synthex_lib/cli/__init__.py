@@ -13,6 +13,7 @@ import sys
 
 from synthex_lib import __version__
 from synthex_lib.core.errors import SynthexError
+from synthex_lib.core.memory import tune_allocator
 
 #: subcommand name -> module defining ``add_parser(subparsers) -> argparse.ArgumentParser``
 #: whose parser sets ``func(args) -> int``.
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    tune_allocator()  # reuse freed arrays instead of page-faulting fresh ones (see core.memory)
     try:
         return int(args.func(args) or 0)
     except SynthexError as exc:

@@ -15,6 +15,7 @@ from synthex_lib.experiments.book import (
     build_html,
     execute_notebooks,
     prepare_data,
+    prepare_runs,
     refresh_references,
 )
 
@@ -22,7 +23,8 @@ from synthex_lib.experiments.book import (
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.jobs < 1:
-        raise ConfigError(f"--jobs must be a positive integer (notebooks executed in parallel), got {args.jobs}")
+        raise ConfigError(f"--jobs must be a positive integer (Dask workers and notebooks run in parallel), "
+                          f"got {args.jobs}")
     only = [s.strip() for s in args.notebooks.split(",")] if args.notebooks else None
     if args.refresh_references:
         prepare_data("smoke", progress=not args.quiet)
@@ -37,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"[synthex book] book build check ok: {index}")
         return 0
     if not args.skip_data:
-        prepare_data(profile, seed=args.seed or 0, progress=not args.quiet)
+        prepare_data(profile, seed=args.seed or 0, progress=not args.quiet, jobs=args.jobs)
+        if not only:
+            prepare_runs(profile, seed=args.seed or 0, progress=not args.quiet, jobs=args.jobs)
     src = execute_notebooks(profile, jobs=args.jobs, seed=args.seed, dataset=args.dataset, only=only)
     assemble_sources(src)
     if not args.no_html:
@@ -55,12 +59,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                "  synthex book --check                # render the committed notebooks (no execution)",
     )
     p.add_argument("--profile", default="quick", help="profile injected into every notebook (default: quick)")
-    p.add_argument("--jobs", type=int, default=1, help="notebooks executed in parallel (default: 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="Dask workers of the data generation and the training sweep, then notebooks executed in "
+                        "parallel (default: 1)")
     p.add_argument("--seed", type=int, default=None, help="seed injected into every notebook")
     p.add_argument("--dataset", default=None, help="dataset injected into every notebook (lab, deepfluoro, ...)")
     p.add_argument("--notebooks", default=None, help="comma-separated notebook names to execute (default: all)")
     p.add_argument("--no-html", action="store_true", help="execute only; do not run jupyter-book")
-    p.add_argument("--skip-data", action="store_true", help="do not generate the lab data first")
+    p.add_argument("--skip-data", action="store_true", help="do not generate the lab data and train the sweep first")
     p.add_argument("--refresh-references", action="store_true",
                    help="execute the committed notebooks in place at smoke (nbval reference outputs)")
     p.add_argument("--check", action="store_true", help="render the committed notebooks without executing them")

@@ -36,10 +36,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster, as_completed
 from tqdm.auto import tqdm
 
 from synthex_lib.core.errors import ConfigError
+from synthex_lib.core.memory import MALLOC_ENV, tune_allocator
 
 #: keys of ``ClusterOptions.slurm`` consumed here rather than passed to SLURMCluster
 _SLURM_OWN_KEYS = ("jobs",)
@@ -197,6 +199,7 @@ def run_units(fn: Callable[..., Any], units: Sequence[Any], options: ClusterOpti
     nested = not options.in_process and multiprocessing.current_process().daemon and not options.scheduler \
         and not options.slurm
     if options.in_process or script is not None or nested:
+        tune_allocator()
         out = []
         for u in tqdm(units, desc=desc, disable=not progress):
             out.append(fn(u, shared(u)) if shared else fn(u))
@@ -211,8 +214,10 @@ def run_units(fn: Callable[..., Any], units: Sequence[Any], options: ClusterOpti
             cluster = make_slurm_cluster(options.slurm)
         else:
             n = options.workers or (os.cpu_count() or 1)
-            cluster = LocalCluster(n_workers=max(1, min(n, len(units))), threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=40)
+            environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENV}
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                cluster = LocalCluster(n_workers=max(1, min(n, len(units))), threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=40)
         client = Client(cluster)
     try:
         futures = []

@@ -329,9 +329,49 @@ def verdict_summary(claims: pd.DataFrame) -> dict[str, int]:
             "not testable": int(v.str.startswith("not testable").sum())}
 
 
+#: floors that show the network learns at all (Real2Real on held-out specimens, pooled): not targets for the
+#: paper's claims. Below them a study's comparisons say more about the training budget than about the domains.
+LEARNING_FLOORS = {"dice": 0.75, "activated": 0.50}
+
+
+def learning_check(records: list[dict[str, Any]], preset: str = "regular") -> dict[str, Any]:
+    """Real2Real (``preset`` DR) pooled over its held-out specimens against :data:`LEARNING_FLOORS`: the pooled
+    mean Dice, the fraction of visible landmarks activated, the folds, and whether both floors are met."""
+    recs = [r for r in records
+            if r["parameters"]["train_domain"] == "real" and str(r["parameters"]["dr_preset"]) == preset]
+    if not recs:
+        return {"folds": 0, "dice": float("nan"), "activated": float("nan"), "met": False, "preset": preset}
+    dice = float(np.nanmean(pooled(recs, "real", preset, "dice")))
+    err = pooled(recs, "real", preset, "error_mm")
+    vis = pooled(recs, "real", preset, "visible").astype(bool)
+    activated = float(np.isfinite(err).sum() / max(int(vis.sum()), 1))
+    met = dice >= LEARNING_FLOORS["dice"] and activated >= LEARNING_FLOORS["activated"]
+    return {"folds": len(recs), "dice": dice, "activated": activated, "met": bool(met), "preset": preset}
+
+
+def run_verdict(rec: dict[str, Any]) -> str:
+    """A short markdown verdict of one run, computed from its record: convergence (with the criterion's figure
+    and the selected epoch) and the held-out results."""
+    m, p = rec["metrics"], rec["parameters"]
+    epochs = len(rec.get("history", []))
+    tail = float(m.get("tail_improvement", float("nan")))
+    if np.isfinite(tail):
+        conv = (f"{'met' if m.get('converged') else '**not met**'}: over the last fifth of the epochs the validation "
+                f"loss improved by {tail:.1%} of its total improvement (criterion: less than 2 %)")
+    else:
+        conv = f"**not met**: {epochs} epoch(s) are too few to judge (the criterion needs at least 5)"
+    err = (f"landmark error {m['landmark_error_mm_mean']:.2f} ± {m['landmark_error_mm_std']:.2f} mm where activated"
+           if np.isfinite(m["landmark_error_mm_mean"]) else "no landmark error (none activated)")
+    return "\n\n".join([
+        f"**Convergence:** {conv}; best validation epoch {m.get('best_epoch')} of {epochs}.",
+        f"**Held-out specimen {p['test_group']}** ({m.get('images')} real images): Dice {m['dice_mean']:.3f}, "
+        f"{m['detection_rate']:.0%} of the visible landmarks activated, {err}."])
+
+
 def study_verdict(records: list[dict[str, Any]], preset: str = "strong") -> str:
     """A short markdown verdict of the controlled study, computed from the runs: how many runs met the
-    convergence criterion, and how many claim rows held, did not hold, or could not be tested."""
+    convergence criterion, whether Real2Real clears the learning floors, and how many claim rows held, did not
+    hold, or could not be tested."""
     n = len(records)
     conv = sum(bool(r["metrics"].get("converged", False)) for r in records)
     s = verdict_summary(check_claims(records, preset))
@@ -340,6 +380,13 @@ def study_verdict(records: list[dict[str, Any]], preset: str = "strong") -> str:
     if n and conv < n:
         lines.append(f"**{n - conv} run(s) did not converge**: every claim that rests on them is marked "
                      "*not testable*, whatever its P value.")
+    lc = learning_check(records, "regular")
+    if lc["folds"]:
+        word = "clears" if lc["met"] else "**does not clear**"
+        lines.append(f"**Does the network learn?** Real2Real (regular DR, {lc['folds']} held-out "
+                     f"specimen{'s' if lc['folds'] > 1 else ''} pooled) "
+                     f"{word} the floors of Dice {LEARNING_FLOORS['dice']:.2f} and {LEARNING_FLOORS['activated']:.0%} "
+                     f"activated landmarks: Dice {lc['dice']:.3f}, {lc['activated']:.0%} activated.")
     lines.append(f"**Claims** (paired tests, Holm-corrected, {preset} DR): {s['held']} held, {s['not held']} not "
                  f"held, {s['not testable']} not testable.")
     return "\n\n".join(lines)
