@@ -322,10 +322,45 @@ def test_with_paper_detection_puts_the_papers_rate_beside_ours():
     from synthex_lib.figures.tables import PAPER_ACTIVATION_PERCENT, with_paper_detection
 
     df = pd.DataFrame({"train domain": ["real", "realistic-x"], "detected (ours)": ["40%", "38%"],
-                       "landmark mm (paper)": ["8.93 ± 19.76", "n/a"]})
+                       "landmark mm (paper: preprint Tables 4-5)": ["8.93 ± 19.76", "n/a"]})
     out = with_paper_detection(df)
     cols = list(out.columns)
-    assert cols.index("detected (paper)") == cols.index("detected (ours)") + 1
-    assert list(out["detected (paper)"]) == [f"{PAPER_ACTIVATION_PERCENT} %", "–"]
+    assert cols.index("detected (paper: preprint Table 5)") == cols.index("detected (ours)") + 1
+    assert list(out["detected (paper: preprint Table 5)"]) == [f"{PAPER_ACTIVATION_PERCENT} %", "–"]
     rows = pd.DataFrame({"landmarks activated": ["40%", "at NCC > 0.9"]}, index=["ours (lab)", "paper (preprint)"])
     assert with_paper_detection(rows).loc["paper (preprint)", "landmarks activated"] == "90 %"
+
+
+def test_a_notebook_whose_prose_changed_reuses_its_outputs_and_one_whose_code_changed_runs(tmp_path, monkeypatch):
+    from synthex_lib.experiments.book import _cached_or_execute, notebook_key
+
+    monkeypatch.setenv("SYNTHEX_DATA", str(tmp_path / "data"))
+    nb_path, out = tmp_path / "ch.ipynb", tmp_path / "out.ipynb"
+    _tiny_notebook(nb_path, "import time\nfrom synthex_lib.core import seeding\nprint('ran at', time.time_ns())")
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("First words."))
+    nbformat.write(nb, nb_path)
+    params = {"profile": "quick"}
+    key = notebook_key(nb_path, params)
+    cached = tmp_path / "cache" / f"ch-{key}.ipynb"
+    _, _, err, reused = _cached_or_execute(str(nb_path), str(out), params, str(tmp_path), str(cached))
+    assert err is None and not reused and cached.exists()
+    first = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"]
+
+    nb.cells[1].source = "Other words."  # prose only: same key, outputs reused, new prose shown
+    nbformat.write(nb, nb_path)
+    assert notebook_key(nb_path, params) == key
+    _, _, err, reused = _cached_or_execute(str(nb_path), str(out), params, str(tmp_path), str(cached))
+    shown = nbformat.read(out, as_version=4)
+    assert reused and shown.cells[-1].outputs[0]["text"] == first
+    assert [c.source for c in shown.cells if c.cell_type == "markdown"] == ["Other words."]
+    assert "injected-parameters" in shown.cells[1].metadata["tags"]  # right after the parameters cell
+
+    assert notebook_key(nb_path, {"profile": "smoke"}) != key  # other parameters
+    (tmp_path / "data" / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "data" / "results" / "quick" / "hip-controlled-0.json").write_text("{}")
+    assert notebook_key(nb_path, params) != key  # another run in the store
+    (tmp_path / "data" / "results" / "quick" / "hip-controlled-0.json").unlink()
+    nb.cells[-1].source += "\nprint('more')"  # code: another key
+    nbformat.write(nb, nb_path)
+    assert notebook_key(nb_path, params) != key

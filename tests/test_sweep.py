@@ -49,3 +49,21 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(data, capsys):
     assert out[1]["status"] == "failed" and "no-such-preset" in out[1]["error"]
     failed = json.loads(open(out[1]["record"]).read())
     assert failed["arguments"]["dr_preset"] == "no-such-preset" and "Traceback" in failed["traceback"]
+
+
+def test_sweep_command_trains_reads_back_and_names_bad_input(data, capsys):
+    from synthex_lib.cli import main
+
+    argv = ["sweep", "--profile", "smoke", "--domain", "naive", "--preset", "none", "--workers", "0", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "naive" in out and "none" in out
+    stored = sorted((data / "results" / "smoke").glob("hip-controlled-*.json"))
+    assert len(stored) == 1
+    mtime = stored[0].stat().st_mtime_ns
+    assert main(argv) == 0  # read back, not retrained
+    assert stored[0].stat().st_mtime_ns == mtime
+    capsys.readouterr()
+    assert main(["sweep", "--profile", "smoke", "--domain", "cartoon"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--domain 'cartoon'" in err[0]

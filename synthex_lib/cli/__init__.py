@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "render": "synthex_lib.cli.render",
     "simulate": "synthex_lib.cli.simulate",
     "train": "synthex_lib.cli.train",
+    "sweep": "synthex_lib.cli.sweep",
     "results": "synthex_lib.cli.results",
     "book": "synthex_lib.cli.book",
     "data": "synthex_lib.cli.data",

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         prepare_data(profile, seed=args.seed or 0, progress=not args.quiet, jobs=args.jobs)
         if not only:
             prepare_runs(profile, seed=args.seed or 0, progress=not args.quiet, jobs=args.jobs)
-    src = execute_notebooks(profile, jobs=args.jobs, seed=args.seed, dataset=args.dataset, only=only)
+    src = execute_notebooks(profile, jobs=args.jobs, seed=args.seed, dataset=args.dataset, only=only,
+                            use_cache=not args.no_cache)
     assemble_sources(src)
     if not args.no_html:
         index = build_html(src)
@@ -66,6 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="dataset injected into every notebook (lab, deepfluoro, ...)")
     p.add_argument("--notebooks", default=None, help="comma-separated notebook names to execute (default: all)")
     p.add_argument("--no-html", action="store_true", help="execute only; do not run jupyter-book")
+    p.add_argument("--no-cache", action="store_true",
+                   help="execute every notebook, even one whose code, parameters and runs are unchanged since the "
+                        "last build (whose outputs are otherwise reused)")
     p.add_argument("--skip-data", action="store_true", help="do not generate the lab data and train the sweep first")
     p.add_argument("--refresh-references", action="store_true",
                    help="execute the committed notebooks in place at smoke (nbval reference outputs)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from synthex_lib.core.config import PROFILES, SECTIONS, get_profile, section_of
+from synthex_lib.core.config import DESIGN_FIELDS, PROFILES, SECTIONS, get_profile, section_of
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     for section in (*SECTIONS, "study"):
         print(f"[{section}]")
         for f in flat[0]:
-            if (section_of(f) if f != "folds" else "study") == section:
+            if (section_of(f) if f not in DESIGN_FIELDS else "study") == section:
                 print(f"  {f:{width - 2}}  " + "  ".join(f"{str(d[f]):>12}" for d in flat))
     for p in profiles:
         print(f"\n{p.name}: {p.description}")

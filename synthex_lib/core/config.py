@@ -101,6 +101,8 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+#: the study design's fields of a profile (not in a section): held-out folds, and those of the adaptation rows
+DESIGN_FIELDS = ("folds", "adapt_folds")
 #: the sub-configurations of a profile, in pipeline order
 SECTIONS: dict[str, type] = {"lab": LabConfig, "sim": SimConfig, "train": TrainConfig}
 
@@ -115,7 +117,7 @@ def section_of(field_name: str) -> str:
 
 def field_names() -> list[str]:
     """Every field a profile override may name (flat: ``image_size``, ``ct_spacing_mm`` ...), plus ``folds``."""
-    return [f.name for cls in SECTIONS.values() for f in fields(cls)] + ["folds"]
+    return [f.name for cls in SECTIONS.values() for f in fields(cls)] + list(DESIGN_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class Profile:
         name, description: the profile's name and what it is for.
         lab, sim, train: the per-concern configurations.
         folds: leave-one-specimen-out folds evaluated (<= ``lab.lab_specimens``).
+        adapt_folds: the first this many of those folds also run the domain-adaptation rows (CycleGAN and
+            ADDA, each a model per fold; <= ``folds``).
     """
 
     name: str
@@ -134,11 +138,13 @@ class Profile:
     sim: SimConfig
     train: TrainConfig
     folds: int
+    adapt_folds: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict: ``{"name", "description", "lab": {...}, "sim": {...}, "train": {...}, "folds"}``."""
         return {"name": self.name, "description": self.description, "lab": asdict(self.lab),
-                "sim": asdict(self.sim), "train": self.train.to_dict(), "folds": self.folds}
+                "sim": asdict(self.sim), "train": self.train.to_dict(), "folds": self.folds,
+                "adapt_folds": self.adapt_folds}
 
     def flat(self) -> dict[str, Any]:
         """Every field by its flat name (the names :meth:`with_overrides` takes)."""
@@ -146,6 +152,7 @@ class Profile:
         for section in SECTIONS:
             out.update(asdict(getattr(self, section)))
         out["folds"] = self.folds
+        out["adapt_folds"] = self.adapt_folds
         return out
 
     def with_overrides(self, **overrides: Any) -> Profile:
@@ -158,13 +165,14 @@ class Profile:
             raise ConfigError(f"unknown profile field(s) {unknown}; valid fields: {sorted(field_names())}")
         changes: dict[str, Any] = {}
         for section in SECTIONS:
-            mine = {k: v for k, v in overrides.items() if k != "folds" and section_of(k) == section}
+            mine = {k: v for k, v in overrides.items() if k not in DESIGN_FIELDS and section_of(k) == section}
             if mine:
                 if "unet_channels" in mine and isinstance(mine["unet_channels"], list):
                     mine["unet_channels"] = tuple(mine["unet_channels"])
                 changes[section] = replace(getattr(self, section), **mine)
-        if "folds" in overrides:
-            changes["folds"] = overrides["folds"]
+        for k in DESIGN_FIELDS:
+            if k in overrides:
+                changes[k] = overrides[k]
         out = replace(self, **changes)
         out.validate()
         return out
@@ -181,6 +189,9 @@ class Profile:
         require_positive("folds", self.folds, integer=True)
         if self.folds > self.lab.lab_specimens:
             raise ConfigError(f"parameter 'folds' ({self.folds}) exceeds lab_specimens ({self.lab.lab_specimens})")
+        require_positive("adapt_folds", self.adapt_folds, integer=True)
+        if self.adapt_folds > self.folds:
+            raise ConfigError(f"parameter 'adapt_folds' ({self.adapt_folds}) exceeds folds ({self.folds})")
 
 
 def _adam(**kw: Any) -> dict[str, Any]:
@@ -216,7 +227,7 @@ PROFILES: dict[str, Profile] = {
         SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=200),
         TrainConfig(**_sgd_paper(epochs=30, unet_channels=(32, 64, 128, 256, 512), cpu_threads=4,
                                  network="transunet")),
-        folds=6,
+        folds=6, adapt_folds=6,
     ),
     "paper": Profile(
         "paper", "the paper's numbers of images, resolutions and epochs; a GPU cluster",
@@ -224,7 +235,7 @@ PROFILES: dict[str, Profile] = {
         SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=900),
         TrainConfig(**_sgd_paper(epochs=50, unet_channels=(64, 128, 256, 512, 1024), cpu_threads=8,
                                  network="transunet")),
-        folds=6,
+        folds=6, adapt_folds=6,
     ),
 }
 

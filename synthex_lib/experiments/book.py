@@ -21,6 +21,7 @@ profile: their stored outputs are the nbval reference outputs.
 from __future__ import annotations
 
 import ast
+import copy
 import os
 import re
 import shutil
@@ -36,10 +37,12 @@ import papermill as pm
 import yaml
 from nbclient import NotebookClient
 
+from synthex_lib import __version__
 from synthex_lib.anatomy import generate_cohort
 from synthex_lib.core import paths
 from synthex_lib.core.errors import ConfigError, SynthexError
-from synthex_lib.experiments import sweep
+from synthex_lib.core.hashing import code_digest, stable_hash
+from synthex_lib.experiments import hip, sweep
 from synthex_lib.generate.engine import ensure_dataset
 
 
@@ -96,7 +99,8 @@ def prepare_runs(profile: str, seed: int = 0, progress: bool = True, jobs: int =
     """Train (or read back) every run the result chapters show, as one sweep on a local Dask cluster of
     ``jobs`` workers (1: in this process), so that the notebooks then only read the results store. Returns
     the sweep's records (failed runs are reported by the sweep and left out)."""
-    return sweep.hip_sweep(profile, seed=seed, progress=progress, workers=jobs if jobs > 1 else 0)
+    return sweep.hip_sweep(profile, seed=seed, domains=hip.ALL_DOMAINS, progress=progress,
+                           workers=jobs if jobs > 1 else 0)
 
 
 def _execute_one(nb: str, out: str, parameters: dict[str, Any], cwd: str) -> tuple[str, float, str | None]:
@@ -111,10 +115,89 @@ def _execute_one(nb: str, out: str, parameters: dict[str, Any], cwd: str) -> tup
     return nb, time.perf_counter() - t0, None
 
 
+def notebook_key(nb_path: Path, parameters: dict[str, Any]) -> str:
+    """What a notebook's executed outputs depend on, hashed: its code cells (not its prose), the injected
+    parameters, the digest of every library module its code imports (transitively), the runs in the results
+    store of the profile, and the Python and library versions. Data on disk is keyed by code and configuration
+    already (see ARCHITECTURE.md), so the same key gives the same outputs."""
+    nb = nbformat.read(nb_path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    roots: set[str] = set()
+    for source in code:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # IPython magics: depend on the whole library
+            roots.add("synthex_lib")
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots.update(a.name for a in node.names if a.name.startswith("synthex_lib"))
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("synthex_lib"):
+                roots.add(str(node.module))
+                roots.update(f"{node.module}.{a.name}" for a in node.names)
+    results = paths.results_dir(str(parameters.get("profile", "")))
+    runs = sorted(f.name for f in results.glob("*.json")) if results.is_dir() else []
+    return stable_hash({"code": code, "parameters": parameters, "library": code_digest(*sorted(roots)) if roots else "",
+                        "runs": runs, "python": sys.version, "synthex": __version__}, 20)
+
+
+def cache_dir() -> Path:
+    """Executed notebooks by :func:`notebook_key`: ``_build/cache/<name>-<key>.ipynb``."""
+    return paths.build_dir() / "cache"
+
+
+def reuse_outputs(executed: nbformat.NotebookNode, current: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``current`` (the notebook as it is now) with the outputs of ``executed`` (a papermill execution of a
+    notebook with the same code cells): prose from ``current``, code cells and their outputs, the injected
+    parameters cell and the execution metadata from ``executed``. Raises ValueError when the code differs."""
+    def is_injected(c: nbformat.NotebookNode) -> bool:
+        return "injected-parameters" in c.metadata.get("tags", [])
+
+    done = [c for c in executed.cells if c.cell_type == "code" and not is_injected(c)]
+    injected = [c for c in executed.cells if is_injected(c)]
+    code = [c for c in current.cells if c.cell_type == "code"]
+    if [c.source for c in done] != [c.source for c in code]:
+        raise ValueError("the executed notebook has other code cells")
+    out = copy.deepcopy(executed)
+    cells, it = [], iter(done)
+    for c in current.cells:
+        if c.cell_type != "code":
+            cells.append(copy.deepcopy(c))
+            continue
+        cells.append(copy.deepcopy(next(it)))
+        if "parameters" in c.metadata.get("tags", []):
+            cells.extend(copy.deepcopy(injected))
+    out.cells = cells
+    return out
+
+
+def _cached_or_execute(nb: str, out: str, parameters: dict[str, Any], cwd: str, cached: str | None
+                       ) -> tuple[str, float, str | None, bool]:
+    """Reuse the outputs of ``cached`` (an executed notebook of the same key) when it exists, else execute;
+    returns (notebook, seconds, error, reused)."""
+    t0 = time.perf_counter()
+    if cached and Path(cached).exists():
+        try:
+            merged = reuse_outputs(nbformat.read(cached, as_version=4), nbformat.read(nb, as_version=4))
+        except (ValueError, OSError, nbformat.reader.NotJSONError):
+            pass  # a damaged or foreign cache entry: execute again
+        else:
+            with paths.atomic_path(out) as tmp:
+                nbformat.write(merged, tmp)
+            return nb, time.perf_counter() - t0, None, True
+    nb, secs, err = _execute_one(nb, out, parameters, cwd)
+    if err is None and cached:
+        Path(cached).parent.mkdir(parents=True, exist_ok=True)
+        with paths.atomic_path(cached) as tmp:
+            shutil.copyfile(out, tmp)
+    return nb, secs, err, False
+
+
 def execute_notebooks(profile: str, jobs: int = 1, seed: int | None = None, dataset: str | None = None,
-                      only: list[str] | None = None) -> Path:
+                      only: list[str] | None = None, use_cache: bool = True) -> Path:
     """Papermill-execute the book's notebooks into ``_build/src``; raises NotebookFailedError naming the first
-    failure."""
+    failure. With ``use_cache`` a notebook whose :func:`notebook_key` is unchanged since an earlier build (only
+    its prose changed, or nothing) is not executed again: its earlier outputs are reused."""
     root = repo_root()
     src = paths.build_dir() / "src"
     params: dict[str, Any] = {"profile": profile}
@@ -134,12 +217,15 @@ def execute_notebooks(profile: str, jobs: int = 1, seed: int | None = None, data
     if jobs > 1 and env_threads is None:
         os.environ["OMP_NUM_THREADS"] = "1"  # kernels inherit it: no oversubscription of the cores
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futs = [pool.submit(_execute_one, str(nb), str(src / nb.relative_to(root)), params, str(nb.parent))
+        futs = [pool.submit(_cached_or_execute, str(nb), str(src / nb.relative_to(root)), params, str(nb.parent),
+                            str(cache_dir() / f"{nb.stem}-{notebook_key(nb, params)}.ipynb") if use_cache else None)
                 for nb in nbs]
         for fut in as_completed(futs):
-            nb, secs, err = fut.result()
+            nb, secs, err, reused = fut.result()
             name = Path(nb).relative_to(root)
-            print(f"[synthex book] {name}: {'FAILED ' + err if err else 'ok'} ({secs:.0f} s)", flush=True)
+            state = "FAILED " + err if err else ("outputs reused (code, parameters and runs unchanged)" if reused
+                                                 else "ok")
+            print(f"[synthex book] {name}: {state} ({secs:.0f} s)", flush=True)
             if err:
                 failures.append(f"{name} {err}")
     if env_threads is None:

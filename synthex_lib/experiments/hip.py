@@ -18,6 +18,7 @@ from torch.utils.data import Subset
 
 from synthex_lib.core import paths
 from synthex_lib.core.config import Profile, get_profile
+from synthex_lib.core.constants import HIP_LANDMARKS
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.core.hashing import code_digest
 from synthex_lib.core.seeding import seeded_rng
@@ -43,6 +44,13 @@ from synthex_lib.randomization import DomainRandomization, preset_names
 
 KIND = "hip-controlled"
 DOMAINS = ("real", "realistic", "heuristic", "naive")
+#: the adaptation rows' training domains (run by :mod:`synthex_lib.experiments.hip_adaptation`): (synthetic
+#: domain, method)
+ADAPTED: dict[str, tuple[str, str]] = {
+    "realistic-cyclegan": ("realistic", "cyclegan"), "naive-cyclegan": ("naive", "cyclegan"),
+    "realistic-adda": ("realistic", "adda"), "naive-adda": ("naive", "adda")}
+#: every row's training domain, in the order of the tables
+ALL_DOMAINS = (*DOMAINS, *ADAPTED)
 PRESETS = ("none", "regular", "strong", "official-regular", "official-strong")
 
 
@@ -104,7 +112,8 @@ def run_hip_experiment(profile: str | Profile = "smoke", *, seed: int = 0, datas
     """
     profile = get_profile(profile)
     if train_domain not in DOMAINS:
-        raise ConfigError(f"unknown train_domain {train_domain!r}: choose one of {', '.join(DOMAINS)}")
+        hint = " (adaptation rows: experiments.hip_adaptation)" if train_domain in ADAPTED else ""
+        raise ConfigError(f"unknown train_domain {train_domain!r}: choose one of {', '.join(DOMAINS)}{hint}")
     dr_preset = canonical_preset(dr_preset)
     params = run_parameters(profile, seed, dataset, train_domain, dr_preset, test_group, threshold, data_path)
     ckpt = paths.results_dir(profile.name) / "checkpoints" / f"{results.run_id(KIND, params)}.pt"
@@ -116,30 +125,57 @@ def run_hip_experiment(profile: str | Profile = "smoke", *, seed: int = 0, datas
     if force and ckpt.exists():
         ckpt.unlink()
 
-    started = results.now_iso()
     folder = controlled_dir(profile, seed, dataset, data_path)
-    groups = [g for g in list_groups(folder / "real.h5")]
-    if test_group not in groups:
-        raise ConfigError(f"test_group {test_group!r} is not in {folder / 'real.h5'}: choose one of {groups}")
-    train_groups = [g for g in groups if g != test_group]
-    pool = ImageDataset(folder / f"{train_domain}.h5", train_groups, image_size=profile.train.image_size)
-    train_idx, val_idx = validation_split(pool.group_of, profile.train.val_fraction, seed)
-    test_ds = ImageDataset(folder / "real.h5", [test_group], image_size=profile.train.image_size)
-    pixel_mm = float(read_file_attrs(folder / "real.h5")["pixel_mm"]) * test_ds.scale
+    return train_and_store(profile, params, folder, folder / f"{train_domain}.h5", test_group, seed, dr_preset,
+                           threshold, results.now_iso(), ckpt, progress=progress, device=device,
+                           return_model=return_model)
+
+
+def train_and_store(profile: Profile, params: dict[str, Any], folder: Path, train_file: Path, test_group: str,
+                    seed: int, dr_preset: str | dict, threshold: float, started: str, ckpt: Path, *,
+                    progress: bool = True, device: str = "auto", return_model: bool = False,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train on the training specimens' images of ``train_file`` (validation split, best epoch, checkpoint
+    ``ckpt`` resumed), record convergence, test on ``test_group``'s real images and store the run under the key
+    of ``params``."""
+    pool, train_idx, val_idx = training_pool(profile, folder, train_file, test_group, seed)
     model, state = train_multitask(Subset(pool, train_idx), profile, seed=seed, dr_preset=dr_preset, checkpoint=ckpt,
                                    progress=progress, device=device,
                                    val_ds=Subset(pool, val_idx) if len(val_idx) else None)
-    ev = evaluate_hip(model, test_ds, profile.train.heatmap_sigma_px, pixel_mm, threshold, device=device)
     conv = convergence(state.history)
-    metrics = summarize_hip(ev) | {
-        "pixel_mm": pixel_mm, "train_images": len(train_idx), "val_images": len(val_idx),
-        "final_loss": state.history[-1]["loss"] if state.history else float("nan"),
-        "best_epoch": state.best_epoch, "best_val_loss": state.best_val_loss,
-        "converged": conv["converged"], "tail_improvement": conv["tail_improvement"],
-        "convergence_criterion": conv["criterion"]}
+    metrics = {"train_images": len(train_idx), "val_images": len(val_idx),
+               "final_loss": state.history[-1]["loss"] if state.history else float("nan"),
+               "best_epoch": state.best_epoch, "best_val_loss": state.best_val_loss,
+               "converged": conv["converged"], "tail_improvement": conv["tail_improvement"],
+               "convergence_criterion": conv["criterion"], **(extra or {})}
+    return evaluate_and_store(model, profile, params, folder, test_group, threshold, started, state.history, metrics,
+                              device=device, return_model=return_model)
+
+
+def training_pool(profile: Profile, folder: Path, train_file: Path, test_group: str, seed: int
+                  ) -> tuple[ImageDataset, list[int], list[int]]:
+    """The training specimens' images of ``train_file`` (every group of the controlled dataset in ``folder``
+    but ``test_group``) with the (training, validation) split of :func:`validation_split`."""
+    groups = list_groups(folder / "real.h5")
+    if test_group not in groups:
+        raise ConfigError(f"test_group {test_group!r} is not in {folder / 'real.h5'}: choose one of {groups}")
+    pool = ImageDataset(train_file, [g for g in groups if g != test_group], image_size=profile.train.image_size)
+    train_idx, val_idx = validation_split(pool.group_of, profile.train.val_fraction, seed)
+    return pool, train_idx, val_idx
+
+
+def evaluate_and_store(model: Any, profile: Profile, params: dict[str, Any], folder: Path, test_group: str,
+                       threshold: float, started: str, history: list[dict[str, Any]], extra: dict[str, Any], *,
+                       device: str = "auto", return_model: bool = False) -> dict[str, Any]:
+    """Test ``model`` on the real images of ``test_group``, store the run's record (metrics, per-image values,
+    ``history``) under the key of ``params`` and return it (with the model and predictions when asked)."""
+    test_ds = ImageDataset(folder / "real.h5", [test_group], image_size=profile.train.image_size)
+    pixel_mm = float(read_file_attrs(folder / "real.h5")["pixel_mm"]) * test_ds.scale
+    ev = evaluate_hip(model, test_ds, profile.train.heatmap_sigma_px, pixel_mm, threshold, device=device)
+    metrics = summarize_hip(ev) | {"pixel_mm": pixel_mm, **extra}
     per_image = {k: np.asarray(ev[k]).tolist() for k in ("dice", "distance_mm", "error_mm", "confidence", "visible")}
     rec = results.make_record(KIND, params, metrics, started=started, per_image=per_image,
-                              extra={"history": state.history})
+                              extra={"history": history})
     results.save_record(rec, profile.name)
     if return_model:
         rec = dict(rec, model=model, evaluation=ev, test_dataset=test_ds)
@@ -195,7 +231,7 @@ def table1(records: list[dict[str, Any]]) -> pd.DataFrame:
                      "dice_mean": dc["mean"], "dice_std": dc["std"], "test_images": dc["n"]})
     df = pd.DataFrame(rows)
     if not df.empty:
-        order = {d: i for i, d in enumerate(DOMAINS)}
+        order = {d: i for i, d in enumerate(ALL_DOMAINS)}
         df = df.sort_values(["dr_preset", "train_domain"], key=lambda s: s.map(order) if s.name == "train_domain"
                             else s).reset_index(drop=True)
     return df
@@ -212,11 +248,11 @@ def compare_with_paper(ours: pd.DataFrame, profile: str, dataset: str) -> pd.Dat
                                                       zip(merged["landmark_mm_mean"], merged["landmark_mm_std"],
                                                           strict=True)],
         "detected (ours)": [f"{x:.0%}" for x in merged["detection_rate"]],
-        "landmark mm (paper)": [format_mean_std(m, s) for m, s in
+        "landmark mm (paper: preprint Tables 4-5)": [format_mean_std(m, s) for m, s in
                                 zip(merged["landmark_mm_mean_paper"], merged["landmark_mm_std_paper"], strict=True)],
         f"Dice (ours, {dataset}, {profile})": [format_mean_std(m, s, 3) for m, s in
                                                zip(merged["dice_mean"], merged["dice_std"], strict=True)],
-        "Dice (paper)": [format_mean_std(m, s, 3) for m, s in
+        "Dice (paper: preprint Tables 4-5)": [format_mean_std(m, s, 3) for m, s in
                          zip(merged["dice_mean_paper"], merged["dice_std_paper"], strict=True)],
     })
 
@@ -226,6 +262,26 @@ def pooled(records: list[dict[str, Any]], train_domain: str, dr_preset: str, key
     vals = [np.asarray(r["per_image"][key], float).ravel() for r in records
             if r["parameters"]["train_domain"] == train_domain and str(r["parameters"]["dr_preset"]) == dr_preset]
     return np.concatenate(vals) if vals else np.array([])
+
+
+def activation_curves(records: list[dict[str, Any]], domains: list[str] | tuple[str, ...],
+                      presets: list[str] | tuple[str, ...], groups: list[str] | None = None
+                      ) -> dict[str, dict[str, np.ndarray]]:
+    """Per method ``"<domain> <preset> DR"``: the pooled per-(image, landmark) ``distance_mm``, ``confidence``
+    [N, landmarks] and ``visible`` (bool) of its runs, on the held-out specimens ``groups`` (default: all), for
+    :func:`~synthex_lib.figures.plots.plot_activation_panels`. Methods without runs are left out."""
+    recs = [r for r in records if groups is None or r["parameters"]["test_group"] in groups]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for dom in domains:
+        for pre in presets:
+            vis = pooled(recs, dom, pre, "visible")
+            if not vis.size:
+                continue
+            n = len(HIP_LANDMARKS)
+            out[f"{dom} {pre} DR"] = {k: pooled(recs, dom, pre, k).reshape(-1, n) for k in ("distance_mm",
+                                                                                            "confidence")}
+            out[f"{dom} {pre} DR"]["visible"] = vis.reshape(-1, n).astype(bool)
+    return out
 
 
 #: equivalence margins of the "on par" claims (TOST): Dice points and landmark millimetres. The paper calls
@@ -256,9 +312,9 @@ def paired_pool(records: list[dict[str, Any]], a: tuple[str, str], b: tuple[str,
     return np.concatenate(va), np.concatenate(vb), converged
 
 
-def claims_table(preset: str = "strong") -> list[dict[str, Any]]:
+def claims_table(preset: str = "strong", adaptation: bool = False) -> list[dict[str, Any]]:
     """The paper's controlled-study claims: (claim, source, kind, method A, method B). ``better``: A beats B;
-    ``equivalent``: A on par with B."""
+    ``equivalent``: A on par with B. ``adaptation`` adds the claims on CycleGAN and ADDA."""
     rows = [
         {"claim": f"realistic beats heuristic ({preset} DR)", "paper": "held (NMI Table 1; preprint Tables 4-5)",
          "kind": "better", "a": ("realistic", preset), "b": ("heuristic", preset)},
@@ -274,6 +330,24 @@ def claims_table(preset: str = "strong") -> list[dict[str, Any]]:
     rows.append({"claim": "regular DR beats strong DR (naive: the paper's exception)",
                  "paper": "held: strong DR much worse on naive (NMI text)", "kind": "better",
                  "a": ("naive", "regular"), "b": ("naive", "strong")})
+    if adaptation:
+        rows += [
+            {"claim": f"CycleGAN on realistic on par with real data ({preset} DR)",
+             "paper": "held: 6.62 vs 6.46 mm, Dice 0.80 vs 0.79 (NMI text, Fig. 4d)", "kind": "equivalent",
+             "a": ("realistic-cyclegan", preset), "b": ("real", preset)},
+            {"claim": f"CycleGAN on naive on par with real data ({preset} DR)",
+             "paper": "held: 'comparable performance to Real2Real' (NMI text, Fig. 4f; preprint Tables 4-5)",
+             "kind": "equivalent", "a": ("naive-cyclegan", preset), "b": ("real", preset)},
+            {"claim": "CycleGAN beats ADDA (realistic, regular DR)",
+             "paper": "held: ADDA 'does not perform at the level of CycleGAN' (NMI text; preprint Tables 4-5)",
+             "kind": "better", "a": ("realistic-cyclegan", "regular"), "b": ("realistic-adda", "regular")},
+            {"claim": "ADDA beats no adaptation (realistic, regular DR)",
+             "paper": "held: 'ADDA training also improves the performance' (NMI text)", "kind": "better",
+             "a": ("realistic-adda", "regular"), "b": ("realistic", "regular")},
+            {"claim": "ADDA: regular DR beats strong DR (realistic)",
+             "paper": "held on mm: 11.01 vs 12.92 (preprint Tables 4-5; NMI Fig. 4e,i)", "kind": "better",
+             "a": ("realistic-adda", "regular"), "b": ("realistic-adda", "strong")},
+        ]
     return rows
 
 
@@ -290,7 +364,8 @@ def check_claims(records: list[dict[str, Any]], preset: str = "strong", alpha: f
     difference with its 95 % CI, the test, P, Holm-adjusted P and the verdict (held / not held / not testable).
     """
     rows = []
-    for c in claims_table(preset):
+    adaptation = any(r["parameters"]["train_domain"] in ADAPTED for r in records)
+    for c in claims_table(preset, adaptation):
         for key in ("dice", "error_mm"):
             va, vb, converged = paired_pool(records, c["a"], c["b"], key)
             x, y = paired_values(va, vb) if va.size and va.size == vb.size else (np.array([]), np.array([]))
@@ -390,3 +465,27 @@ def study_verdict(records: list[dict[str, Any]], preset: str = "strong") -> str:
     lines.append(f"**Claims** (paired tests, Holm-corrected, {preset} DR): {s['held']} held, {s['not held']} not "
                  f"held, {s['not testable']} not testable.")
     return "\n\n".join(lines)
+
+
+def is_adaptation_claim(claim: str) -> bool:
+    """Whether a row of :func:`claims_table` is one of the claims on CycleGAN and ADDA."""
+    return "CycleGAN" in claim or "ADDA" in claim
+
+
+def adaptation_verdict(records: list[dict[str, Any]], preset: str = "strong") -> str:
+    """A short markdown verdict of the adaptation rows, computed from the runs: on which held-out specimens
+    they ran, how many converged, and how many of the paper's claims on adaptation held, did not hold, or could
+    not be tested (the claims are tested on the held-out specimens the adaptation rows ran on)."""
+    adapted = [r for r in records if r["parameters"]["train_domain"] in ADAPTED]
+    if not adapted:
+        return "**No adaptation rows** were run: nothing on CycleGAN or ADDA can be said here."
+    groups = sorted({r["parameters"]["test_group"] for r in adapted})
+    on_groups = [r for r in records if r["parameters"]["test_group"] in groups]
+    conv = sum(bool(r["metrics"].get("converged")) for r in adapted)
+    claims = check_claims(on_groups, preset)
+    s = verdict_summary(claims[claims["claim"].map(is_adaptation_claim)] if not claims.empty else claims)
+    return "\n\n".join([
+        f"**Runs:** {len(adapted)} adaptation runs on held-out specimen(s) {', '.join(groups)}; {conv} of them "
+        "converged (a CycleGAN row by its own validation loss, an ADDA row by its source network's).",
+        f"**Claims on adaptation** (paired tests on those specimens, Holm-corrected): {s['held']} held, "
+        f"{s['not held']} not held, {s['not testable']} not testable."])

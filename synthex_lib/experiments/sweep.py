@@ -28,11 +28,13 @@ import torch
 from synthex_lib.core import paths
 from synthex_lib.core.cluster import ClusterOptions, describe, run_units
 from synthex_lib.core.config import Profile, get_profile
+from synthex_lib.core.errors import ConfigError
 from synthex_lib.core.hashing import stable_hash
-from synthex_lib.experiments import hip, results
+from synthex_lib.experiments import hip, hip_adaptation, results
 
 #: the studies a sweep can run, by name -> the function running one run of it
-STUDIES = {"hip-controlled": hip.run_hip_experiment}
+STUDIES = {"hip-controlled": hip_adaptation.run_controlled,
+           "cyclegan": hip_adaptation.cyclegan_checkpoint}
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     torch.set_num_threads(spec.profile.train.cpu_threads)
     try:
         rec = STUDIES[spec.study](spec.profile, progress=False, **spec.kwargs)
-        return {"status": "done", "run_id": rec["run_id"], "label": spec.label()}
+        run_id = rec["run_id"] if isinstance(rec, dict) else str(rec)  # a record, or a model's checkpoint path
+        return {"status": "done", "run_id": run_id, "label": spec.label()}
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         path = failed_dir(spec.profile.name) / f"{spec.study}-{stable_hash([spec.study, spec.kwargs], 12)}.json"
@@ -79,29 +82,52 @@ def run_sweep(specs: list[RunSpec], *, workers: int | None = None, scheduler: st
 
 
 def hip_specs(profile: Profile, *, seed: int = 0, dataset: str = "lab", domains: tuple[str, ...] = hip.DOMAINS,
-              presets: tuple[str, ...] = ("regular", "strong"), data_path: str | None = None) -> list[RunSpec]:
-    """Every (training domain, preset, held-out specimen) run of the controlled hip study."""
+              presets: tuple[str, ...] = ("regular", "strong"), data_path: str | None = None,
+              device: str = "auto") -> list[RunSpec]:
+    """Every (training domain, preset, held-out specimen) run of the controlled hip study (adaptation rows on the
+    first ``profile.adapt_folds`` held-out specimens only). ``device`` (where
+    each run trains: ``auto``, ``cpu``, ``cuda[:N]``) is not part of a run's key."""
     folds = hip.held_out_groups(profile, seed, dataset, data_path)
     base = {"seed": seed, "dataset": dataset, "data_path": data_path}
+    if device != "auto":
+        base["device"] = device
     return [RunSpec("hip-controlled", profile, {**base, "train_domain": d, "dr_preset": p, "test_group": g})
-            for d in domains for p in presets for g in folds]
+            for d in domains for p in presets
+            for g in (folds[: profile.adapt_folds] if d in hip.ADAPTED else folds)]
 
 
 def hip_sweep(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str = "lab",
               domains: tuple[str, ...] = hip.DOMAINS, presets: tuple[str, ...] = ("regular", "strong"),
               progress: bool = True, data_path: str | None = None, workers: int | None = 0,
-              scheduler: str | None = None, slurm: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+              scheduler: str | None = None, slurm: dict[str, Any] | None = None, device: str = "auto"
+              ) -> list[dict[str, Any]]:
     """Run (or read back) every (domain, preset, held-out specimen) of the controlled study and return the
-    stored records. The data are generated first, in this process; the runs then go to the cluster
-    (``workers=0``: in this process). Failed runs are recorded and left out, with one line each on stdout."""
+    stored records. ``domains`` may include the adaptation rows (``realistic-cyclegan``, ``naive-adda`` ...,
+    :data:`~synthex_lib.experiments.hip_adaptation.ADAPTED`). The data are generated first, in this process;
+    the runs then go to the cluster (``workers=0``: in this process) in three waves, so that no two tasks train
+    the same model: the plain rows (which ADDA starts from), the CycleGAN models (one per synthetic domain and
+    held-out specimen), then the adaptation rows. Failed runs are recorded and left out, with one line each."""
     profile = get_profile(profile)
+    unknown = [d for d in domains if d not in hip_adaptation.ALL_DOMAINS]
+    if unknown:
+        raise ConfigError(f"parameter 'domains': unknown training domain(s) {unknown}; choose among "
+                          f"{', '.join(hip_adaptation.ALL_DOMAINS)}")
     hip.controlled_dir(profile, seed, dataset, data_path)  # generate the data once, before the workers start
-    specs = hip_specs(profile, seed=seed, dataset=dataset, domains=domains, presets=presets, data_path=data_path)
-    outcomes = run_sweep(specs, workers=workers, scheduler=scheduler, slurm=slurm, progress=progress)
-    records = []
-    for spec, out in zip(specs, outcomes, strict=True):
-        if out["status"] == "done":
-            records.append(hip.run_hip_experiment(spec.profile, progress=False, **spec.kwargs))
-        else:
-            print(f"sweep: run failed ({out['label']}): {out['error']}; recorded in {out['record']}")
-    return records
+    specs = hip_specs(profile, seed=seed, dataset=dataset, domains=domains, presets=presets, data_path=data_path,
+                      device=device)
+    plain = [s for s in specs if s.kwargs["train_domain"] in hip.DOMAINS]
+    adapted = [s for s in specs if s.kwargs["train_domain"] in hip_adaptation.ADAPTED]
+    cyclegans = sorted({(hip_adaptation.ADAPTED[s.kwargs["train_domain"]][0], s.kwargs["test_group"])
+                        for s in adapted if hip_adaptation.ADAPTED[s.kwargs["train_domain"]][1] == "cyclegan"})
+    base = {"seed": seed, "dataset": dataset, "data_path": data_path}
+    models = [RunSpec("cyclegan", profile, {**base, "domain": d, "test_group": g}) for d, g in cyclegans]
+    outcomes: dict[int, dict[str, Any]] = {}
+    for wave in (plain, models, adapted):
+        if wave:
+            for spec, out in zip(wave, run_sweep(wave, workers=workers, scheduler=scheduler, slurm=slurm,
+                                                 progress=progress), strict=True):
+                outcomes[id(spec)] = out
+                if out["status"] != "done":
+                    print(f"sweep: run failed ({out['label']}): {out['error']}; recorded in {out['record']}")
+    return [hip_adaptation.run_controlled(spec.profile, progress=False, **spec.kwargs) for spec in specs
+            if outcomes[id(spec)]["status"] == "done"]

@@ -184,7 +184,8 @@ def with_paper_detection(df: pd.DataFrame, percent: int = PAPER_ACTIVATION_PERCE
         has = (out[paper_mm[0]].map(lambda v: isinstance(v, str) and v not in ("", "n/a", NA) or
                                     (isinstance(v, float) and not math.isnan(v)))
                if paper_mm else pd.Series(True, index=out.index))
-        out.insert(list(out.columns).index(ours[0]) + 1, "detected (paper)", np.where(has, rate, NA))
+        out.insert(list(out.columns).index(ours[0]) + 1, "detected (paper: preprint Table 5)",
+                   np.where(has, rate, NA))
     if "landmarks activated" in out.columns:
         rows = [i for i in out.index if isinstance(i, str) and i.startswith("paper")]
         out.loc[rows, "landmarks activated"] = rate
