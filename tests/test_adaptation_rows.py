@@ -9,7 +9,7 @@ import pytest
 
 from synthex_lib.core.config import get_profile
 from synthex_lib.core.errors import ConfigError
-from synthex_lib.experiments import hip, hip_adaptation, sweep
+from synthex_lib.experiments import hip, hip_adaptation, hip_analysis, sweep
 from synthex_lib.generate.engine import ensure_dataset
 
 TINY = get_profile("smoke", epochs=1, max_iterations=2, unet_channels=(4, 8), batch_size=2)
@@ -44,13 +44,13 @@ def test_adaptation_rows_run_in_waves_and_never_see_the_held_out_specimen(data):
     # read back, not retrained; the same records in the same order
     again = sweep.hip_sweep(TINY, domains=domains, presets=("regular",), workers=0, progress=False)
     assert [r["run_id"] for r in again] == [r["run_id"] for r in recs]
-    table = hip.table1(recs)
+    table = hip_analysis.table1(recs)
     assert list(table["train_domain"]) == list(domains)
 
 
 def test_claims_on_adaptation_appear_with_the_rows():
-    plain = {c["claim"] for c in hip.claims_table("strong")}
-    more = {c["claim"] for c in hip.claims_table("strong", adaptation=True)}
+    plain = {c["claim"] for c in hip_analysis.claims_table("strong")}
+    more = {c["claim"] for c in hip_analysis.claims_table("strong", adaptation=True)}
     assert not any("CycleGAN" in c or "ADDA" in c for c in plain)
     assert {"CycleGAN beats ADDA (realistic, regular DR)", "ADDA: regular DR beats strong DR (realistic)",
             "CycleGAN on naive on par with real data (strong DR)"} <= more - plain

@@ -66,6 +66,9 @@ def test_the_code_closure_is_found_from_the_modules():
                    "synthex_lib.generate.engine", "synthex_lib.simulate.raymarch"):
         assert needed in closure
     assert not any(m.startswith(("synthex_lib.figures", "synthex_lib.cli")) for m in closure)
+    # tables, claims and verdicts do not change a run's result: rewording one never retrains a run
+    assert "synthex_lib.experiments.hip_analysis" not in closure
+    assert "synthex_lib.experiments.hip_adaptation" not in closure  # its rows add their own code to their keys
     gen = module_closure("synthex_lib.generate.engine")
     assert "synthex_lib.simulate.projectors" in gen and not any(m.startswith("synthex_lib.learning") for m in gen)
 

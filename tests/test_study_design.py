@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from synthex_lib.core.errors import ConfigError
-from synthex_lib.experiments.hip import (
+from synthex_lib.experiments.hip import validation_split
+from synthex_lib.experiments.hip_analysis import (
     LEARNING_FLOORS,
     check_claims,
     learning_check,
     paired_pool,
     run_verdict,
     study_verdict,
-    validation_split,
     verdict_summary,
 )
 from synthex_lib.learning.device import resolve_device

@@ -7,7 +7,7 @@ import argparse
 import pandas as pd
 
 from synthex_lib.core.config import get_profile
-from synthex_lib.experiments import hip, results
+from synthex_lib.experiments import hip, hip_analysis, results
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,9 +24,9 @@ def run(args: argparse.Namespace) -> int:
     if not recs:
         print(f"no hip runs stored for profile {profile}: run 'synthex train --profile {profile}' first")
         return 0
-    ours = hip.table1(recs)
+    ours = hip_analysis.table1(recs)
     dataset = recs[0]["parameters"]["dataset"]
-    print(hip.compare_with_paper(ours, profile, dataset).to_string(index=False))
+    print(hip_analysis.compare_with_paper(ours, profile, dataset).to_string(index=False))
     return 0
 
 

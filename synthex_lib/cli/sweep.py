@@ -7,7 +7,7 @@ import argparse
 from synthex_lib.core.cluster import parse_slurm_options
 from synthex_lib.core.config import get_profile
 from synthex_lib.core.errors import ConfigError
-from synthex_lib.experiments import hip, sweep
+from synthex_lib.experiments import hip, hip_analysis, sweep
 from synthex_lib.learning.device import resolve_device
 
 
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
                            presets=tuple(args.presets), data_path=args.path, workers=args.workers,
                            scheduler=args.scheduler, slurm=slurm, device=args.device,
                            progress=not args.no_progress)
-    print(hip.table1(recs).to_string(index=False))
+    print(hip_analysis.table1(recs).to_string(index=False))
     profile = get_profile(args.profile)
     expected = len(args.domains) * len(args.presets) * len(hip.held_out_groups(profile, args.seed, args.dataset,
                                                                                 args.path))

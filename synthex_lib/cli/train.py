@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from synthex_lib.experiments import hip, sweep
+from synthex_lib.experiments import hip, hip_analysis, sweep
 
 
 def run(args: argparse.Namespace) -> int:
     if args.sweep:
         recs = sweep.hip_sweep(args.profile, seed=args.seed, dataset=args.dataset, domains=tuple(args.domains),
                                presets=tuple(args.presets), data_path=args.path, workers=args.workers)
-        print(hip.table1(recs).to_string(index=False))
+        print(hip_analysis.table1(recs).to_string(index=False))
         return 0
     rec = hip.run_hip_experiment(args.profile, seed=args.seed, dataset=args.dataset, train_domain=args.domains[0],
                                  dr_preset=args.presets[0], test_group=args.test_group, force=args.force,

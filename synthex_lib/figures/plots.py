@@ -90,11 +90,24 @@ def plot_activation_curves(curves: dict[str, dict[str, Any]], ax: plt.Axes | Non
 
 def plot_activation_panels(curves: dict[str, dict[str, Any]], presets: list[str] | tuple[str, ...]) -> plt.Figure:
     """The paper's Fig. 4 at the book's column width: one panel per DR preset, each with the curves whose
-    label ends in ``"<preset> DR"`` (the labels of ``notebooks/05_results_hip``)."""
+    label ends in ``"<preset> DR"`` (the labels of ``notebooks/05_results_hip``). With more than four methods
+    per panel, one legend for all panels goes below them, where it hides no curve."""
     n = max(len(presets), 1)
-    fig, axes = plt.subplots(1, n, figsize=(COLUMN_IN, 3.6), squeeze=False, sharey=True)
+    per_panel = max([sum(k.endswith(f"{pre} DR") for k in curves) for pre in presets] or [0])
+    below = per_panel > 4
+    rows = -(-per_panel // 4) if below else 0
+    fig, axes = plt.subplots(1, n, figsize=(COLUMN_IN, 3.6 + 0.2 * rows), squeeze=False, sharey=True)
     for ax, pre in zip(axes[0], presets, strict=False):
         plot_activation_curves({k: v for k, v in curves.items() if k.endswith(f"{pre} DR")}, ax=ax)
         ax.set_title(f"{pre} domain randomization")
-    fig.tight_layout()
+    if below:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        for ax in axes[0]:
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        names = [lab.removesuffix(f" {presets[0]} DR") for lab in labels]
+        fig.legend(handles, names, loc="lower center", ncol=4, frameon=False, fontsize=8)
+        fig.tight_layout(rect=(0, 0.2 * rows / (3.6 + 0.2 * rows) + 0.04, 1, 1))
+    else:
+        fig.tight_layout()
     return fig

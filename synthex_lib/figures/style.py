@@ -53,8 +53,12 @@ GOLD = OKABE_ITO["orange"]
 #: colour of each image domain in curves and bars; the simulated domains are kept far from gold
 DOMAIN_COLORS = {"real": GOLD, "realistic": OKABE_ITO["blue"], "heuristic": OKABE_ITO["bluish green"],
                  "naive": OKABE_ITO["reddish purple"]}
+#: the adaptation rows: one colour per synthetic domain they start from, the line style tells the method
+DOMAIN_COLORS |= {"realistic-cyclegan": OKABE_ITO["sky blue"], "realistic-adda": OKABE_ITO["sky blue"],
+                  "naive-cyclegan": OKABE_ITO["vermillion"], "naive-adda": OKABE_ITO["vermillion"]}
 #: line style of each domain, so that the curves differ without colour too
-DOMAIN_STYLES = {"real": "-", "realistic": "--", "heuristic": "-.", "naive": ":"}
+DOMAIN_STYLES = {"real": "-", "realistic": "--", "heuristic": "-.", "naive": ":",
+                 "realistic-cyclegan": "-", "naive-cyclegan": "-", "realistic-adda": "-.", "naive-adda": "-."}
 #: the default colour cycle: Okabe-Ito without yellow (too light on white) and with gold last
 COLOR_CYCLE = [OKABE_ITO[c] for c in ("blue", "vermillion", "bluish green", "reddish purple", "sky blue", "black",
                                       "orange")]

@@ -141,7 +141,7 @@ def _verdict(v: Any) -> str:
 
 
 def style_claims(df: pd.DataFrame) -> pd.DataFrame:
-    """The claims table (``experiments.hip.check_claims``) for readers: P values to 2 significant figures
+    """The claims table (``experiments.hip_analysis.check_claims``) for readers: P values to 2 significant figures
     (``< 0.001`` below), boolean verdict columns ("held here", "held") as "held" / "not held" / "not
     testable" (missing, or a ``testable`` column False; that column is then dropped), the claim as the
     index instead of 0..n-1. Text cells (already formatted P values, verdicts) are kept as they are."""
@@ -167,7 +167,7 @@ def style_claims(df: pd.DataFrame) -> pd.DataFrame:
 def with_paper_detection(df: pd.DataFrame, percent: int = PAPER_ACTIVATION_PERCENT) -> pd.DataFrame:
     """Put the paper's detection rate beside ours in a comparison table.
 
-    * A table with a ``detected (ours ...)`` column (``experiments.hip.compare_with_paper``) gets a
+    * A table with a ``detected (ours ...)`` column (``experiments.hip_analysis.compare_with_paper``) gets a
       ``detected (paper)`` column right after it: ``percent`` % where the row has a paper landmark
       error, a dash where it has none.
     * A table with a ``landmarks activated`` column and rows named ``paper ...`` (the training chapter)
