@@ -181,6 +181,24 @@ def decompose_projection(P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return source, Minv, M
 
 
+def view_angles(P: np.ndarray) -> dict[str, np.ndarray]:
+    """The C-arm view of projection matrices ``P`` [N, 3, 4] (or one [3, 4]) relative to the AP view of the
+    world frame, in degrees: ``lao`` (rotation about the patient's superior axis, LAO positive) and ``cran``
+    (cranial positive), the inverse of :func:`carm_pose`'s ``lao_deg`` and ``cran_deg``, and ``off_ap``, the
+    angle between the principal ray and the AP direction (anterior to posterior, +y in LPS). Each is [N]
+    (a scalar array for one ``P``). The detector roll does not enter."""
+    P = np.asarray(P, np.float64)
+    one = P.ndim == 2
+    Ps = P[None] if one else P
+    if Ps.ndim != 3 or Ps.shape[1:] != (3, 4):
+        raise ConfigError(f"parameter 'P' must be [N, 3, 4] or [3, 4], got shape {P.shape}")
+    ray = np.stack([rq_projection(p)[1][2] for p in Ps])  # camera +z (source -> detector) in world axes
+    out = {"lao": np.degrees(np.arctan2(-ray[:, 0], ray[:, 1])),
+           "cran": np.degrees(np.arcsin(np.clip(ray[:, 2], -1.0, 1.0))),
+           "off_ap": np.degrees(np.arccos(np.clip(ray[:, 1], -1.0, 1.0)))}
+    return {k: v[0] if one else v for k, v in out.items()}
+
+
 # --- cameras -------------------------------------------------------------------------------------
 
 def _homogeneous(rt: np.ndarray) -> np.ndarray:

@@ -142,3 +142,23 @@ def test_camera_transform_compositions_invert():
     assert g.as_cameras(cam, 1.0)[0] is cam
     with pytest.raises(ConfigError):
         g.Camera.from_projection(np.zeros((3, 3)), 1000.0)
+
+
+def test_view_angles_invert_the_carm_pose():
+    """LAO and cranial angles read back from P are those the pose was built with (any roll, isocentre,
+    distance, device, and DeepFluoro's negative-focal sign convention), and off-AP is the angle between the
+    principal ray and +y, by the spherical law of cosines: cos(off_ap) = cos(lao) cos(cran)."""
+    dev = g.CIOS_FUSION.binned(128)
+    cases = [(0.0, 0.0, 0.0), (30.0, 0.0, 0.0), (0.0, -20.0, 5.0), (-40.0, 25.0, -90.0), (12.5, 44.0, 30.0)]
+    P = np.stack([g.projection_matrix(dev, g.carm_pose(np.array([5.0, -20.0, 30.0]), 700.0, lao, cran, roll))
+                  for lao, cran, roll in cases])
+    a = g.view_angles(P)
+    for i, (lao, cran, _) in enumerate(cases):
+        assert a["lao"][i] == pytest.approx(lao, abs=1e-9)
+        assert a["cran"][i] == pytest.approx(cran, abs=1e-9)
+        expected = np.degrees(np.arccos(np.cos(np.radians(lao)) * np.cos(np.radians(cran))))
+        assert a["off_ap"][i] == pytest.approx(expected, abs=1e-6)
+    flipped = g.view_angles(-P[3] * 2.5)  # the same projective map
+    assert flipped["lao"] == pytest.approx(-40.0) and flipped["cran"] == pytest.approx(25.0)
+    with pytest.raises(ConfigError, match="parameter 'P'"):
+        g.view_angles(np.zeros((2, 4, 4)))

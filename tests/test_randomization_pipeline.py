@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from synthex_lib.core.config import get_profile
 from synthex_lib.core.constants import HIP_LABELS
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.figures.phantom import (
@@ -14,6 +15,7 @@ from synthex_lib.figures.phantom import (
     landmark_label_agreement,
     stack_samples,
 )
+from synthex_lib.learning.training import make_randomizer
 from synthex_lib.randomization import EFFECTS, DomainRandomization, preset_config, preset_names
 
 SIZE = 128
@@ -282,3 +284,59 @@ def test_spec_from_file_and_the_dr_command(tmp_path, capsys):
     assert args.func(args) == 0 and "ok: official-strong" in capsys.readouterr().out
     args = parser.parse_args(["dr", "show", "official-strong", "--reproduce-defects"])
     assert args.func(args) == 0 and "move_labels: false" in capsys.readouterr().out
+
+
+# --- pixel lengths at other resolutions ---------------------------------------------------------------
+
+
+def test_at_resolution_scales_pixel_lengths_only():
+    strong = DomainRandomization.from_preset("strong")
+    assert strong.at_resolution(360) is strong  # the presets are written for 360 px
+    low = strong.at_resolution(64).to_config()
+    effects = {e["effect"]: e for s in low["steps"] for e in s.get("some_of", [s])}
+    f = 64 / 360
+    assert effects["affine"]["translate_px"] == pytest.approx([0.0, 20.0 * f])
+    assert effects["blur"]["sigma"] == pytest.approx([0.0, 3.0 * f])
+    assert effects["blur"]["kernel"] == [1, 1]  # 2-7 px at 360 px is at most 1.2 px at 64 px: round half up, >= 1
+    assert effects["pooling"]["kernel"] == [1]
+    # relative and dimensionless parameters are untouched
+    ref = {e["effect"]: e for s in strong.to_config()["steps"] for e in s.get("some_of", [s])}
+    for name in ("crop", "dropout", "box_corruption", "piecewise_affine", "noise", "sharpen_emboss"):
+        assert effects[name] == ref[name], name
+    assert effects["affine"]["rotate_deg"] == ref["affine"]["rotate_deg"]
+    # upscaling works too, and integers round half up
+    up = DomainRandomization.from_preset("strong").at_resolution(720).to_config()
+    up_eff = {e["effect"]: e for s in up["steps"] for e in s.get("some_of", [s])}
+    assert up_eff["blur"]["kernel"] == [4, 14] and up_eff["pooling"]["kernel"] == [4, 6, 8]
+    elastic = DomainRandomization.from_preset("official-strong").at_resolution(36).to_config()
+    el = elastic["steps"][0]["sequence"][-1]["some_of"][-1]
+    assert el["effect"] == "elastic" and el["alpha"] == pytest.approx([0.05, 0.35])
+    assert el["sigma"] == pytest.approx(0.025)
+
+
+def test_at_resolution_moves_the_anatomy_by_the_same_fraction_of_the_image():
+    """The defining property: a translation written for 360 px images moves a landmark by the same fraction of
+    the field of view at 72 px, with the same draws."""
+    config = {"name": "shift", "steps": [{"effect": "affine", "rotate_deg": 0.0, "shear_deg": 0.0, "scale": 1.0,
+                                          "translate_px": [20.0, 20.0]}]}
+    moves = {}
+    for size in (360, 72):
+        dr = DomainRandomization.from_config(config, seed=3).at_resolution(size)
+        c = (size - 1) / 2
+        batch = {"image": torch.zeros(6, 1, size, size), "landmarks": torch.full((6, 1, 2), c),
+                 "visible": torch.ones(6, 1, dtype=torch.bool), "index": torch.arange(6)}
+        out = dr(batch)
+        moves[size] = (out["landmarks"][:, 0] - c) / size
+    assert moves[360].norm(dim=-1) == pytest.approx(torch.full((6,), 20 / 360), abs=1e-6)
+    torch.testing.assert_close(moves[72], moves[360], atol=1e-6, rtol=0)
+    assert DomainRandomization.from_config(config).at_resolution(72).fired(range(6)) == \
+        DomainRandomization.from_config(config).fired(range(6))
+
+
+def test_training_scales_the_randomization_to_the_network_size():
+    dr = make_randomizer("strong", 0, 64, 360)
+    assert "at 64 px" in dr.name
+    assert make_randomizer("strong", 0).name == "strong"
+    assert make_randomizer("strong", 0, 64, 64).name == "strong"
+    with pytest.raises(ConfigError, match="dr_reference_px"):
+        get_profile("smoke", dr_reference_px=0)

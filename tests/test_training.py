@@ -17,7 +17,7 @@ from synthex_lib.learning.evaluation import evaluate_hip, predict, summarize_hip
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.models import MultiTaskUNet, build_model
 from synthex_lib.learning.models.fused import instance_norm_prelu, prelu
-from synthex_lib.learning.training import train_multitask
+from synthex_lib.learning.training import convergence, stopped_converged, train_multitask
 
 
 def _disc_images(n: int, size: int, seed: int) -> SpecimenImages:
@@ -175,3 +175,30 @@ def test_same_seed_same_bytes(h5file):
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_stopping_once_converged():
+    """With ``min_epochs`` a run stops at the first epoch >= min_epochs at which the convergence criterion holds."""
+
+    falling = [{"loss": 0.0, "val_loss": -0.01 * e} for e in range(50)]
+    flat = [{"loss": 0.0, "val_loss": -min(e, 20) / 20} for e in range(50)]  # improves for 20 epochs, then flat
+    assert not stopped_converged(falling, 30)
+    assert stopped_converged(flat, 30) and convergence(flat)["converged"]
+    assert not stopped_converged(flat[:29], 30)  # not before min_epochs
+    assert not stopped_converged(flat, 0)  # 0: train every epoch
+    assert not stopped_converged([{"loss": -min(e, 5)} for e in range(40)], 10)  # no validation: never
+
+
+def test_training_stops_at_the_first_converged_epoch(h5file):
+
+    prof = get_profile("smoke", epochs=14, min_epochs=5, max_iterations=0, batch_size=4, lr=0.05,
+                       unet_channels=(4, 8))
+    ds = ImageDataset(h5file, ["01"])
+    val = ImageDataset(h5file, ["02"])
+    _, state = train_multitask(ds, prof, seed=0, dr_preset="none", progress=False, val_ds=val)
+    n = len(state.history)
+    assert 5 <= n <= 14
+    first = next((k for k in range(5, 15) if convergence(state.history[:k])["converged"]), None)
+    assert n == (first if first is not None else 14)
+    with pytest.raises(ConfigError, match="min_epochs"):
+        get_profile("smoke", min_epochs=-1)

@@ -334,8 +334,9 @@ def _train(model: nn.Module, source: Dataset, src_summary: dict[str, Any], tgt: 
         blob = load_run_checkpoint(ckpt, KIND, identity, dev)
         run.load(blob)
         state = blob["state"]
-    dr_src = make_randomizer(dr_preset, seed)
-    dr_tgt = make_randomizer(dr_preset, int(seeded_rng(seed, KIND, "target-randomization").integers(0, 2**31)))
+    dr_src = make_randomizer(dr_preset, seed, tc.image_size, tc.dr_reference_px)
+    dr_tgt = make_randomizer(dr_preset, int(seeded_rng(seed, KIND, "target-randomization").integers(0, 2**31)),
+                             tc.image_size, tc.dr_reference_px)
     per_iter = config.k_disc + config.k_clf
     iters = max(1, len(source) // (tc.batch_size * per_iter))
     n_batches = iters * per_iter

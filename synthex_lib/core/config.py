@@ -9,7 +9,8 @@ its dataset. Changing a training field therefore never regenerates data.
 ``smoke`` is for CI and nbval (each notebook in about a minute on 2 CPU cores), ``quick`` builds
 the book on 2 CPU cores (48 emulated real images per lab specimen, as DeepFluoro's 61 on average; the network
 at 64 px, where held-out Dice matched 96 px at 40 % of the cost in our measurements, and 3 held-out
-specimens), ``full`` is one workstation GPU for hours, and ``paper`` holds the paper's
+specimens; the scaled-up set 10 CTs of 96 images, four times the controlled training set), ``full`` is one
+workstation GPU for hours, and ``paper`` holds the paper's
 own figures (Gao et al. 2023, Methods: 18,000 training and 2,000 validation images per scaled-up
 study, 360 x 360 px, SGD with learning rate 0.1, Nesterov momentum 0.9, weight decay 1e-5,
 batch 5, learning rate halved every 10 epochs). The CPU profiles (``smoke``, ``quick``) train with
@@ -79,18 +80,29 @@ class TrainConfig:
     #: "unet" (MONAI residual U-Net of ``unet_channels``; the CPU profiles) or "transunet" (R50-ViT-B/16 with
     #: the ImageNet-21k weights, the paper's network; GPU profiles)
     network: str = "unet"
+    #: the image size (px) the randomization's pixel lengths are written for (the presets: the paper's 360 px);
+    #: training scales them by ``image_size / dr_reference_px`` so that an effect does the same to the anatomy at
+    #: any network size (set it to ``image_size`` to apply them unscaled)
+    dr_reference_px: int = 360
+    #: 0: train all ``epochs``. Else ``epochs`` is a cap: training stops at the first epoch >= ``min_epochs`` at
+    #: which the run's convergence criterion holds (validation loss improved by less than 2 % of its total
+    #: improvement over the last fifth of the epochs), "until convergence" as the paper trains
+    min_epochs: int = 0
 
     def validate(self) -> None:
         if not isinstance(self.val_fraction, int | float) or not 0 <= self.val_fraction < 1:
             raise ConfigError(f"parameter 'val_fraction' must be in [0, 1), got {self.val_fraction!r}")
         for name in ("lr", "heatmap_sigma_px"):
             require_positive(name, getattr(self, name))
-        for name in ("image_size", "epochs", "batch_size", "lr_step_epochs", "cpu_threads"):
+        for name in ("image_size", "epochs", "batch_size", "lr_step_epochs", "cpu_threads", "dr_reference_px"):
             require_positive(name, getattr(self, name), integer=True)
         if self.network not in ("unet", "transunet"):
             raise ConfigError(f"parameter 'network' must be 'unet' or 'transunet', got {self.network!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"parameter 'optimizer' must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int) or self.min_epochs < 0:
+            raise ConfigError(f"parameter 'min_epochs' must be an integer >= 0 (0: train all epochs), "
+                              f"got {self.min_epochs!r}")
         if isinstance(self.max_iterations, bool) or not isinstance(self.max_iterations, int) \
                 or self.max_iterations < 0:
             raise ConfigError(f"parameter 'max_iterations' must be an integer >= 0, got {self.max_iterations!r}")
@@ -215,9 +227,10 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         "quick", "the default book build on 2 CPU cores",
-        LabConfig(ct_spacing_mm=2.0, lab_specimens=6, scale_specimens=6, chest_specimens=6, tool_configs=20),
-        SimConfig(detector_px=128, real_per_specimen=48, sim_per_specimen=48),
-        TrainConfig(**_adam(image_size=64, epochs=40, batch_size=8, lr=2e-3, lr_step_epochs=15, max_iterations=0,
+        LabConfig(ct_spacing_mm=2.0, lab_specimens=6, scale_specimens=10, chest_specimens=6, tool_configs=20),
+        SimConfig(detector_px=128, real_per_specimen=48, sim_per_specimen=96),
+        TrainConfig(**_adam(image_size=64, epochs=80, min_epochs=40, batch_size=8, lr=2e-3, lr_step_epochs=30,
+                            max_iterations=0,
                             unet_channels=(16, 32, 64, 128), heatmap_sigma_px=1.5)),
         folds=3,
     ),

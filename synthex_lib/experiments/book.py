@@ -40,9 +40,10 @@ from nbclient import NotebookClient
 from synthex_lib import __version__
 from synthex_lib.anatomy import generate_cohort
 from synthex_lib.core import paths
+from synthex_lib.core.config import get_profile
 from synthex_lib.core.errors import ConfigError, SynthexError
 from synthex_lib.core.hashing import code_digest, stable_hash
-from synthex_lib.experiments import hip, sweep
+from synthex_lib.experiments import hip, hip_scaled, sweep
 from synthex_lib.generate.engine import ensure_dataset
 
 
@@ -87,20 +88,22 @@ def notebooks(root: Path) -> list[Path]:
 
 
 def prepare_data(profile: str, seed: int = 0, progress: bool = True, jobs: int = 1) -> None:
-    """Generate the lab cohorts and the controlled hip dataset once, before notebooks run in parallel; the
-    simulation's work units go to a local Dask cluster of ``jobs`` workers (1: in this process)."""
+    """Generate the lab cohorts, the controlled hip dataset and the scaled-up set once, before notebooks run in
+    parallel; the simulation's work units go to a local Dask cluster of ``jobs`` workers (1: in this process)."""
 
     for cohort in ("lab", "scale", "chest", "tool"):
         generate_cohort(cohort, profile, seed=seed, progress=progress)
-    ensure_dataset("hip-controlled", profile, seed=seed, progress=progress, workers=jobs if jobs > 1 else 0)
+    for task in ("hip-controlled", "hip-scaled"):
+        ensure_dataset(task, profile, seed=seed, progress=progress, workers=jobs if jobs > 1 else 0)
 
 
 def prepare_runs(profile: str, seed: int = 0, progress: bool = True, jobs: int = 1) -> list[dict[str, Any]]:
     """Train (or read back) every run the result chapters show, as one sweep on a local Dask cluster of
     ``jobs`` workers (1: in this process), so that the notebooks then only read the results store. Returns
     the sweep's records (failed runs are reported by the sweep and left out)."""
-    return sweep.hip_sweep(profile, seed=seed, domains=hip.ALL_DOMAINS, progress=progress,
-                           workers=jobs if jobs > 1 else 0)
+    prof = get_profile(profile)
+    return sweep.hip_sweep(prof, seed=seed, domains=hip.ALL_DOMAINS, progress=progress,
+                           workers=jobs if jobs > 1 else 0, scaled=hip_scaled.scaled_specs_kwargs(prof, seed=seed))
 
 
 def _execute_one(nb: str, out: str, parameters: dict[str, Any], cwd: str) -> tuple[str, float, str | None]:

@@ -40,6 +40,10 @@ ADAPTED: dict[str, tuple[str, str]] = {
 #: every row's training domain, in the order of the tables
 ALL_DOMAINS = (*DOMAINS, *ADAPTED)
 PRESETS = ("none", "regular", "strong", "official-regular", "official-strong")
+#: the real images of the lab's cross-scanner specimen (Loop-X-like C-arm; never in any training set)
+CROSS_SCANNER_FILE = "real-loopx.h5"
+#: what a record keeps per test image (per image; per image and landmark; per image and structure)
+PER_IMAGE_KEYS = ("dice", "dice_per_class", "distance_mm", "error_mm", "confidence", "visible")
 
 
 #: the modules whose code (with everything they import) decides a run's result
@@ -157,25 +161,43 @@ def evaluate_and_store(model: Any, profile: Profile, params: dict[str, Any], fol
                        device: str = "auto", return_model: bool = False) -> dict[str, Any]:
     """Test ``model`` on the real images of ``test_group``, store the run's record (metrics, per-image values,
     ``history``) under the key of ``params`` and return it (with the model and predictions when asked)."""
-    test_ds = ImageDataset(folder / "real.h5", [test_group], image_size=profile.train.image_size)
-    pixel_mm = float(read_file_attrs(folder / "real.h5")["pixel_mm"]) * test_ds.scale
-    ev = evaluate_hip(model, test_ds, profile.train.heatmap_sigma_px, pixel_mm, threshold, device=device)
+    ev, test_ds, pixel_mm = evaluate_file(model, profile, folder / "real.h5", [test_group], threshold, device)
     metrics = summarize_hip(ev) | {"pixel_mm": pixel_mm, **extra}
-    per_image = {k: np.asarray(ev[k]).tolist() for k in ("dice", "distance_mm", "error_mm", "confidence", "visible")}
-    rec = results.make_record(KIND, params, metrics, started=started, per_image=per_image,
-                              extra={"history": history})
+    more: dict[str, Any] = {"history": history}
+    if (folder / CROSS_SCANNER_FILE).exists():  # the lab's Loop-X-like specimen: never trained on
+        groups = list_groups(folder / CROSS_SCANNER_FILE)
+        ev_x, _, px_x = evaluate_file(model, profile, folder / CROSS_SCANNER_FILE, groups, threshold, device)
+        more["cross_scanner"] = {"file": CROSS_SCANNER_FILE, "groups": groups,
+                                 "metrics": summarize_hip(ev_x) | {"pixel_mm": px_x},
+                                 "per_image": per_image_values(ev_x)}
+    rec = results.make_record(KIND, params, metrics, started=started, per_image=per_image_values(ev), extra=more)
     results.save_record(rec, profile.name)
     if return_model:
         rec = dict(rec, model=model, evaluation=ev, test_dataset=test_ds)
     return rec
 
 
+def evaluate_file(model: Any, profile: Profile, path: Path, groups: list[str], threshold: float,
+                  device: str = "auto") -> tuple[dict[str, Any], ImageDataset, float]:
+    """Test ``model`` on the images of ``groups`` of the real-image file ``path``, at the profile's network size:
+    (the evaluation of :func:`~synthex_lib.learning.evaluation.evaluate_hip`, the test dataset, its pixel size
+    in mm at that size)."""
+    test_ds = ImageDataset(path, groups, image_size=profile.train.image_size)
+    pixel_mm = float(read_file_attrs(path)["pixel_mm"]) * test_ds.scale
+    return evaluate_hip(model, test_ds, profile.train.heatmap_sigma_px, pixel_mm, threshold, device=device), \
+        test_ds, pixel_mm
+
+
+def per_image_values(ev: dict[str, Any]) -> dict[str, list[Any]]:
+    """The per-image values of an evaluation that a record stores (lists, JSON-ready)."""
+    return {k: np.asarray(ev[k]).tolist() for k in PER_IMAGE_KEYS}
+
+
 def _attach_model(rec: dict[str, Any], profile: Profile, ckpt: Path, seed: int, dataset: str, test_group: str,
                   threshold: float, data_path: str | None) -> dict[str, Any]:
     model = load_trained_model(ckpt, profile)
     folder = controlled_dir(profile, seed, dataset, data_path)
-    test_ds = ImageDataset(folder / "real.h5", [test_group], image_size=profile.train.image_size)
-    ev = evaluate_hip(model, test_ds, profile.train.heatmap_sigma_px, rec["metrics"]["pixel_mm"], threshold)
+    ev, test_ds, _ = evaluate_file(model, profile, folder / "real.h5", [test_group], threshold)
     return dict(rec, model=model, evaluation=ev, test_dataset=test_ds)
 
 

@@ -165,7 +165,8 @@ def claims_table(preset: str = "strong", adaptation: bool = False) -> list[dict[
     return rows
 
 
-def check_claims(records: list[dict[str, Any]], preset: str = "strong", alpha: float = 0.05) -> pd.DataFrame:
+def check_claims(records: list[dict[str, Any]], preset: str = "strong", alpha: float = 0.05,
+                 claims: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """The paper's controlled-study claims tested on our runs, as a paired design.
 
     Every method is tested on the same real images, so each claim compares paired values: per-image Dice,
@@ -173,13 +174,14 @@ def check_claims(records: list[dict[str, Any]], preset: str = "strong", alpha: f
     one-tailed Wilcoxon signed-rank test; "on par" is an equivalence test (paired TOST) within
     :data:`EQUIVALENCE_MARGIN`, never a non-significant difference. P values are Holm-corrected across
     the table. A claim whose runs did not all converge, or that has fewer than 2 pairs, is "not testable".
+    ``claims``: rows shaped as :func:`claims_table`'s to test instead of the controlled study's.
 
     Returns one row per (claim, metric): the paper's finding and its source, our means, the mean paired
     difference with its 95 % CI, the test, P, Holm-adjusted P and the verdict (held / not held / not testable).
     """
     rows = []
     adaptation = any(r["parameters"]["train_domain"] in ADAPTED for r in records)
-    for c in claims_table(preset, adaptation):
+    for c in claims if claims is not None else claims_table(preset, adaptation):
         for key in ("dice", "error_mm"):
             va, vb, converged = paired_pool(records, c["a"], c["b"], key)
             x, y = paired_values(va, vb) if va.size and va.size == vb.size else (np.array([]), np.array([]))

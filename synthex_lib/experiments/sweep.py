@@ -30,11 +30,12 @@ from synthex_lib.core.cluster import ClusterOptions, describe, run_units
 from synthex_lib.core.config import Profile, get_profile
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.core.hashing import stable_hash
-from synthex_lib.experiments import hip, hip_adaptation, results
+from synthex_lib.experiments import hip, hip_adaptation, hip_scaled, results
 
 #: the studies a sweep can run, by name -> the function running one run of it
 STUDIES = {"hip-controlled": hip_adaptation.run_controlled,
-           "cyclegan": hip_adaptation.cyclegan_checkpoint}
+           "cyclegan": hip_adaptation.cyclegan_checkpoint,
+           "hip-scaled": hip_scaled.run_scaled_experiment}
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,13 @@ def hip_specs(profile: Profile, *, seed: int = 0, dataset: str = "lab", domains:
 def hip_sweep(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str = "lab",
               domains: tuple[str, ...] = hip.DOMAINS, presets: tuple[str, ...] = ("regular", "strong"),
               progress: bool = True, data_path: str | None = None, workers: int | None = 0,
-              scheduler: str | None = None, slurm: dict[str, Any] | None = None, device: str = "auto"
-              ) -> list[dict[str, Any]]:
+              scheduler: str | None = None, slurm: dict[str, Any] | None = None, device: str = "auto",
+              scaled: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Run (or read back) every (domain, preset, held-out specimen) of the controlled study and return the
     stored records. ``domains`` may include the adaptation rows (``realistic-cyclegan``, ``naive-adda`` ...,
-    :data:`~synthex_lib.experiments.hip_adaptation.ADAPTED`). The data are generated first, in this process;
+    :data:`~synthex_lib.experiments.hip_adaptation.ADAPTED`). ``scaled``: the arguments of scaled-up runs
+    (:func:`hip_scaled.scaled_specs_kwargs`), which join the first wave (read their records back with
+    :func:`hip_scaled.run_scaled_experiment`). The data are generated first, in this process;
     the runs then go to the cluster (``workers=0``: in this process) in three waves, so that no two tasks train
     the same model: the plain rows (which ADDA starts from), the CycleGAN models (one per synthetic domain and
     held-out specimen), then the adaptation rows. Failed runs are recorded and left out, with one line each."""
@@ -115,7 +118,11 @@ def hip_sweep(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str =
     hip.controlled_dir(profile, seed, dataset, data_path)  # generate the data once, before the workers start
     specs = hip_specs(profile, seed=seed, dataset=dataset, domains=domains, presets=presets, data_path=data_path,
                       device=device)
-    plain = [s for s in specs if s.kwargs["train_domain"] in hip.DOMAINS]
+    extra = {"device": device} if device != "auto" else {}
+    if scaled:
+        hip_scaled.scaled_dir(profile, seed)
+    plain = [RunSpec("hip-scaled", profile, {**kw, **extra}) for kw in scaled or []]
+    plain += [s for s in specs if s.kwargs["train_domain"] in hip.DOMAINS]
     adapted = [s for s in specs if s.kwargs["train_domain"] in hip_adaptation.ADAPTED]
     cyclegans = sorted({(hip_adaptation.ADAPTED[s.kwargs["train_domain"]][0], s.kwargs["test_group"])
                         for s in adapted if hip_adaptation.ADAPTED[s.kwargs["train_domain"]][1] == "cyclegan"})

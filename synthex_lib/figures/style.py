@@ -56,9 +56,12 @@ DOMAIN_COLORS = {"real": GOLD, "realistic": OKABE_ITO["blue"], "heuristic": OKAB
 #: the adaptation rows: one colour per synthetic domain they start from, the line style tells the method
 DOMAIN_COLORS |= {"realistic-cyclegan": OKABE_ITO["sky blue"], "realistic-adda": OKABE_ITO["sky blue"],
                   "naive-cyclegan": OKABE_ITO["vermillion"], "naive-adda": OKABE_ITO["vermillion"]}
+#: the scaled-up set (realistic simulation of the scale cohort): black, the paper's best model
+DOMAIN_COLORS |= {"realistic-scaled": OKABE_ITO["black"]}
 #: line style of each domain, so that the curves differ without colour too
 DOMAIN_STYLES = {"real": "-", "realistic": "--", "heuristic": "-.", "naive": ":",
-                 "realistic-cyclegan": "-", "naive-cyclegan": "-", "realistic-adda": "-.", "naive-adda": "-."}
+                 "realistic-cyclegan": "-", "naive-cyclegan": "-", "realistic-adda": "-.", "naive-adda": "-.",
+                 "realistic-scaled": "-"}
 #: the default colour cycle: Okabe-Ito without yellow (too light on white) and with gold last
 COLOR_CYCLE = [OKABE_ITO[c] for c in ("blue", "vermillion", "bluish green", "reddish purple", "sky blue", "black",
                                       "orange")]
@@ -108,7 +111,7 @@ def domain_color(name: str, fallback_index: int = 0) -> str:
     first = name.split()[0] if name.split() else name
     if first in DOMAIN_COLORS:
         return DOMAIN_COLORS[first]
-    others = [c for c in COLOR_CYCLE if c not in DOMAIN_COLORS.values()]
+    others = [c for c in COLOR_CYCLE if c not in DOMAIN_COLORS.values()] or [c for c in COLOR_CYCLE if c != GOLD]
     return others[fallback_index % len(others)]
 
 

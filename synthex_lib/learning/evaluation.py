@@ -15,7 +15,7 @@ from synthex_lib.core.constants import HIP_NUM_CLASSES
 from synthex_lib.datasets.torch_dataset import ImageDataset
 from synthex_lib.learning.device import autocast_for, resolve_device
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
-from synthex_lib.learning.metrics import detect_landmarks, dice_per_image, hip_landmark_labels, landmark_errors_mm
+from synthex_lib.learning.metrics import detect_landmarks, dice_per_class, hip_landmark_labels, landmark_errors_mm
 from synthex_lib.learning.models import MultiTaskUNet
 from synthex_lib.learning.stats import summarize
 
@@ -43,8 +43,9 @@ def evaluate_hip(model: MultiTaskUNet, test_ds: ImageDataset, sigma_px: float, p
                  threshold: float = 0.9, device: str | torch.device = "auto") -> dict[str, Any]:
     """Per-image Dice and per-landmark errors of the hip task on ``test_ds``.
 
-    Returns arrays: ``dice`` [N], ``distance_mm`` [N, L] (raw), ``error_mm`` [N, L] (NaN where not
-    activated or not visible), ``confidence`` [N, L], ``visible`` [N, L], plus predictions.
+    Returns arrays: ``dice`` [N] (mean over the structures), ``dice_per_class`` [N, C - 1] (structures 1..C-1,
+    1.0 where absent from both), ``distance_mm`` [N, L] (raw), ``error_mm`` [N, L] (NaN where not activated or
+    not visible), ``confidence`` [N, L], ``visible`` [N, L], plus predictions.
     """
     segs, heats = predict(model, test_ds.images, device=device)
     lab_sets = hip_landmark_labels()
@@ -53,15 +54,16 @@ def evaluate_hip(model: MultiTaskUNet, test_ds: ImageDataset, sigma_px: float, p
     dist = np.zeros((n, L))
     err = np.zeros((n, L))
     pred_xy = np.zeros((n, L, 2))
-    dice = np.zeros(n)
+    dice_cls = np.zeros((n, HIP_NUM_CLASSES - 1))
     for i in range(n):
         det = detect_landmarks(heats[i], sigma_px, seg=segs[i], landmark_labels=lab_sets)
         pred_xy[i], conf[i] = det.xy, det.confidence
         dist[i] = np.linalg.norm(det.xy - test_ds.landmarks[i], axis=-1) * pixel_mm
         err[i] = landmark_errors_mm(det.xy, test_ds.landmarks[i], det.confidence >= threshold, test_ds.visible[i],
                                     pixel_mm)
-        dice[i] = dice_per_image(segs[i], test_ds.labels[i], HIP_NUM_CLASSES)
-    return {"dice": dice, "distance_mm": dist, "error_mm": err, "confidence": conf, "visible": test_ds.visible,
+        dice_cls[i] = dice_per_class(segs[i], test_ds.labels[i], HIP_NUM_CLASSES)
+    return {"dice": dice_cls.mean(axis=1), "dice_per_class": dice_cls, "distance_mm": dist, "error_mm": err,
+            "confidence": conf, "visible": test_ds.visible,
             "pred_seg": segs, "pred_xy": pred_xy, "heatmaps": heats}
 
 

@@ -93,6 +93,29 @@ def paired_tost(a: np.ndarray, b: np.ndarray, margin: float) -> float:
     return max(p_low, p_high)
 
 
+def welch_tost(a: np.ndarray, b: np.ndarray, margin: float) -> float:
+    """Equivalence of two independent means within ``+-margin`` (two one-sided Welch t-tests, TOST: unequal
+    variances, Welch-Satterthwaite degrees of freedom): the larger one-sided P value; small P means the
+    difference of the means lies inside the margin. Non-finite values are dropped; NaN with fewer than 2 values
+    in either sample."""
+    if not margin > 0:
+        raise ValueError(f"margin must be positive, got {margin!r}")
+    a = np.asarray(a, float).ravel()
+    b = np.asarray(b, float).ravel()
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        return float("nan")
+    va, vb = np.var(a, ddof=1) / a.size, np.var(b, ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    d = float(a.mean() - b.mean())
+    if se == 0:
+        return 0.0 if abs(d) < margin else 1.0
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    p_low = float(sps.t.sf((d + margin) / se, df))  # H0: difference <= -margin
+    p_high = float(sps.t.cdf((d - margin) / se, df))  # H0: difference >= +margin
+    return max(p_low, p_high)
+
+
 def mean_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
     """Paired effect size: mean of ``a - b`` with its t confidence interval, and Cohen's d_z
     (mean difference / standard deviation of the differences)."""

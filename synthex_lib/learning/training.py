@@ -2,7 +2,8 @@
 
 The recipe follows the paper's Methods and the official code: SGD with Nesterov momentum (Adam on
 the CPU profiles, see :mod:`synthex_lib.core.config`),
-learning rate halved every ``lr_step_epochs`` epochs, batch of ``batch_size``, domain
+learning rate halved every ``lr_step_epochs`` epochs (for at most ``epochs``; with ``min_epochs`` the run stops
+at the first epoch from ``min_epochs`` on at which its convergence criterion holds), batch of ``batch_size``, domain
 randomization applied to every training batch (deterministic per sample index and epoch),
 per-image z-scoring after randomization, Gaussian heatmap targets built from the randomized
 landmarks (peak 1; the official code uses the normalised pdf, which the scale-invariant NCC loss
@@ -35,6 +36,7 @@ from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.losses import multitask_loss
 from synthex_lib.learning.models import MultiTaskUNet, build_model
 from synthex_lib.randomization import DomainRandomization
+from synthex_lib.randomization.presets import REFERENCE_PX
 from synthex_lib.simulate.labels import gaussian_heatmaps
 
 
@@ -46,10 +48,16 @@ def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def make_randomizer(preset: str | dict, seed: int) -> DomainRandomization:
+def make_randomizer(preset: str | dict, seed: int, image_px: int | None = None,
+                    reference_px: int | None = None) -> DomainRandomization:
     """Domain randomization from a preset name, a config dict, YAML text or a ``.yaml``/``.json`` file (the
-    forms ``synthex dr check`` accepts; see :mod:`synthex_lib.randomization`)."""
-    return DomainRandomization.from_spec(preset, seed=seed)
+    forms ``synthex dr check`` accepts; see :mod:`synthex_lib.randomization`). With ``image_px`` its pixel
+    lengths, written for ``reference_px`` images (default: the presets' 360 px), are scaled to ``image_px``
+    (:meth:`~synthex_lib.randomization.DomainRandomization.at_resolution`)."""
+    dr = DomainRandomization.from_spec(preset, seed=seed)
+    if image_px is None:
+        return dr
+    return dr.at_resolution(image_px, reference_px or REFERENCE_PX)
 
 
 #: the convergence criterion (recorded per run): over the last fifth of the epochs the validation loss
@@ -91,6 +99,14 @@ def convergence(history: list[dict[str, float]], key: str = "val_loss", tail: fl
     out["tail_improvement"] = tail_gain / total
     out["converged"] = bool(tail_gain < fraction * total)
     return out
+
+
+def stopped_converged(history: list[dict[str, float]], min_epochs: int) -> bool:
+    """Whether a run that stops once converged (``min_epochs`` > 0) is done: at least ``min_epochs`` epochs, with
+    validation losses, and the convergence criterion met (:func:`convergence`)."""
+    if not min_epochs or len(history) < min_epochs or "val_loss" not in history[-1]:
+        return False
+    return bool(convergence(history)["converged"])
 
 
 def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -156,13 +172,14 @@ def _train(train_ds: Dataset, profile: Profile, seed: int, dr_preset: str | dict
         sched.load_state_dict(blob["scheduler"])
         state = TrainState(**blob["state"])
         best = blob.get("best")
-    dr = make_randomizer(dr_preset, seed)
+    dr = make_randomizer(dr_preset, seed, cfg.image_size, cfg.dr_reference_px)
     sigma = cfg.heatmap_sigma_px
     total = cfg.epochs * math.ceil(len(train_ds) / cfg.batch_size)
     if cfg.max_iterations:
         total = min(total, cfg.max_iterations)
     bar = tqdm(total=total, initial=min(state.step, total), desc="train", disable=not progress, leave=False)
-    while state.epoch < cfg.epochs and not (cfg.max_iterations and state.step >= cfg.max_iterations):
+    while state.epoch < cfg.epochs and not (cfg.max_iterations and state.step >= cfg.max_iterations) \
+            and not stopped_converged(state.history, cfg.min_epochs):
         model.train()
         sums: dict[str, float] = {}
         n = 0

@@ -90,7 +90,9 @@ class Param:
     ``kind``: ``"range"`` (two floats lo <= hi; a single number means lo = hi), ``"int_range"``
     (two ints, inclusive), ``"float"``, ``"int"``, ``"bool"``, ``"choice"`` (one of ``options``),
     ``"choices"`` (a non-empty list drawn from ``options``; repeats weight the draw) or
-    ``"int_choices"`` (a non-empty list of ints within ``bounds``).
+    ``"int_choices"`` (a non-empty list of ints within ``bounds``). ``unit="px"`` marks a length in pixels
+    of the image the effect runs on: :func:`~synthex_lib.randomization.config.at_resolution` scales it when a
+    configuration written for one image size runs at another.
     """
 
     default: Any
@@ -99,6 +101,7 @@ class Param:
     bounds: tuple[float, float] | None = None
     options: tuple[str, ...] = ()
     ui: tuple[float, float] | None = None  #: slider extent in the explorer (default: ``bounds``)
+    unit: str = ""  #: "px" for a length in pixels, else "" (dimensionless or relative to the image)
 
 
 def _check_number(effect: str, name: str, v: Any, bounds: tuple[float, float] | None, integer: bool) -> float:

@@ -25,6 +25,7 @@ slots of the per-sample uniforms (gate, choices, parameters; see
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +252,43 @@ def apply_overrides(steps: list[Any], overrides: Any) -> list[Any]:
             raise ConfigError(f"overrides['{name}'] must be a mapping of parameter -> value, got {edits!r}")
         found[name].update(copy.deepcopy(edits))
     return steps
+
+
+def _scale_px(effect: Effect, factor: float) -> dict[str, Any]:
+    """``effect``'s parameters with every pixel length (``Param.unit == "px"``) multiplied by ``factor``; integer
+    sizes round half up; nothing goes below its lower bound."""
+    out = copy.deepcopy(effect.params)
+    for k, spec in effect.PARAMS.items():
+        if spec.unit != "px":
+            continue
+        low = spec.bounds[0] if spec.bounds else 0.0
+
+        def scale(v: float, integer: bool) -> float | int:
+            x = v * factor
+            return max(int(low), math.floor(x + 0.5)) if integer else max(float(low), x)  # noqa: B023
+
+        if spec.kind in ("range", "int_range"):
+            out[k] = [scale(v, spec.kind == "int_range") for v in out[k]]
+        elif spec.kind in ("float", "int"):
+            out[k] = scale(out[k], spec.kind == "int")
+        elif spec.kind == "int_choices":
+            out[k] = sorted({scale(v, True) for v in out[k]})
+    return out
+
+
+def at_resolution(nodes: list[Node], factor: float) -> list[Node]:
+    """A copy of the steps with every effect's pixel lengths scaled by ``factor`` (image size / the size the
+    configuration was written for); the per-sample draws (slots) are unchanged, so the same sample key draws
+    the same relative values."""
+    if not factor > 0:
+        raise ConfigError(f"the resolution factor must be positive, got {factor!r}")
+    out: list[Node] = []
+    for n in nodes:
+        if isinstance(n, EffectNode):
+            out.append(EffectNode(type(n.effect)(**_scale_px(n.effect, factor)), n.name, n.p, n.enabled, n.slot))
+        else:
+            out.append(GroupNode(n.kind, at_resolution(n.children, factor), n.p, n.n, n.name, n.slot))
+    return out
 
 
 def count_slots(nodes: list[Node]) -> int:

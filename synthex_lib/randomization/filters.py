@@ -38,8 +38,10 @@ class Blur(Effect):
     n_draws = 3
     PARAMS = {
         "modes": Param(["gaussian", "average"], "choices", "one per sample", options=("gaussian", "average")),
-        "sigma": Param([0.0, 3.0], "range", "Gaussian sigma in pixels", (0.0, 50.0), ui=(0.0, 10.0)),
-        "kernel": Param([2, 7], "int_range", "average-blur kernel side in pixels", (1, 101), ui=(1, 15)),
+        "sigma": Param([0.0, 3.0], "range", "Gaussian sigma in pixels", (0.0, 50.0), ui=(0.0, 10.0),
+                       unit="px"),
+        "kernel": Param([2, 7], "int_range", "average-blur kernel side in pixels", (1, 101), ui=(1, 15),
+                        unit="px"),
     }
 
     def apply(self, batch: Batch, u: torch.Tensor) -> Batch:
@@ -132,7 +134,8 @@ class Pooling(Effect):
     PARAMS = {
         "modes": Param(["average", "max", "min", "median"], "choices", "one per sample",
                        options=("average", "max", "min", "median")),
-        "kernel": Param([2, 3, 4], "int_choices", "kernel sides to draw from (pixels)", (1, 64), ui=(1, 16)),
+        "kernel": Param([2, 3, 4], "int_choices", "kernel sides to draw from (pixels)", (1, 64), ui=(1, 16),
+                        unit="px"),
     }
 
     def check(self) -> None:

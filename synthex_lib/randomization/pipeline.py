@@ -28,13 +28,14 @@ from synthex_lib.randomization.config import (
     EffectNode,
     GroupNode,
     Node,
+    at_resolution,
     count_slots,
     parse_config,
     read_spec,
     steps_config,
     walk,
 )
-from synthex_lib.randomization.presets import preset_config
+from synthex_lib.randomization.presets import REFERENCE_PX, preset_config
 from synthex_lib.randomization.registry import EFFECTS
 
 
@@ -78,6 +79,20 @@ class DomainRandomization:
         released code's label misalignment (elastic step moves the image only) and 8-bit affine."""
 
         return cls.from_config(preset_config(name, reproduce_defects=reproduce_defects), seed=seed)
+
+    def at_resolution(self, image_px: int, reference_px: int = REFERENCE_PX) -> DomainRandomization:
+        """This randomization for images of ``image_px`` pixels when its pixel lengths (translation, blur sigma
+        and kernels, pooling kernels, elastic displacement: the parameters with ``unit="px"``) are written for
+        ``reference_px`` (the presets: the paper's 360 px images): each is scaled by ``image_px / reference_px``
+        (integers round half up, never below their lower bound), so that an effect does the same to the anatomy
+        at any network resolution. Relative parameters (crop fraction, box and dropout sizes) and the 3 x 3
+        sharpen/emboss kernels are left as they are. The same seed and sample key draw the same relative values.
+        Returns ``self`` when the sizes are equal."""
+        if int(image_px) == int(reference_px):
+            return self
+        steps = at_resolution(self.steps, int(image_px) / int(reference_px))
+        return DomainRandomization(steps, seed=self.seed, name=f"{self.name} ({reference_px} px lengths at "
+                                   f"{image_px} px)", n_slots=self.n_slots)
 
     def to_config(self) -> dict[str, Any]:
         """Plain dict (YAML-safe) that :meth:`from_config` turns back into an equal pipeline."""

@@ -42,6 +42,10 @@ from typing import Any
 
 from synthex_lib.core.errors import ConfigError
 
+#: the image size (px) that the presets' pixel lengths are written for: the paper's 360 x 360 px hip images (the
+#: official code's ``ds 4``); :meth:`DomainRandomization.at_resolution` scales them to other sizes
+REFERENCE_PX = 360
+
 _AFFINE = {"rotate_deg": [-5.0, 5.0], "translate_px": [0.0, 20.0], "shear_deg": [-2.0, 2.0],
            "scale": [0.9, 1.1], "padding": "reflection"}
 

@@ -120,7 +120,8 @@ class Affine(Effect):
     n_draws = 6
     PARAMS = {
         "rotate_deg": Param([-5.0, 5.0], "range", "rotation angle in degrees", (-360.0, 360.0), ui=(-45.0, 45.0)),
-        "translate_px": Param([0.0, 20.0], "range", "translation magnitude in pixels", (0.0, 1e5), ui=(0.0, 100.0)),
+        "translate_px": Param([0.0, 20.0], "range", "translation magnitude in pixels", (0.0, 1e5), ui=(0.0, 100.0),
+                              unit="px"),
         "shear_deg": Param([-2.0, 2.0], "range", "shear angles (x and y drawn separately) in degrees",
                            (-89.0, 89.0), ui=(-30.0, 30.0)),
         "scale": Param([0.9, 1.1], "range", "isotropic scale factor", (1e-3, 100.0), ui=(0.5, 2.0)),
@@ -336,8 +337,10 @@ class Elastic(Effect):
     n_draws = 2
     MAX_SEARCH = 24
     PARAMS = {
-        "alpha": Param([0.5, 3.5], "range", "displacement scale in pixels", (0.0, 100.0), ui=(0.0, 20.0)),
-        "sigma": Param(0.25, "float", "smoothing of the displacement field in pixels", (0.01, 100.0), ui=(0.01, 10.0)),
+        "alpha": Param([0.5, 3.5], "range", "displacement scale in pixels", (0.0, 100.0), ui=(0.0, 20.0),
+                       unit="px"),
+        "sigma": Param(0.25, "float", "smoothing of the displacement field in pixels", (0.01, 100.0),
+                       ui=(0.01, 10.0), unit="px"),
         "move_labels": Param(True, "bool", "warp labels and landmarks too (false: official defect)"),
         "padding": Param("zeros", "choice", "border handling for image and labels", options=PADDING),
     }
