@@ -316,6 +316,9 @@ def test_style_claims_words_and_p_values():
     assert out.index.name == "claim"
     gated = style_claims(df.assign(testable=[True, False, True]))
     assert list(gated["held here"]) == ["held", "not testable", "not testable"] and "testable" not in gated
+    wide = style_claims(pd.DataFrame({"claim": ["a"], "test": ["t"], "pairs": [3], "paper": ["held"],
+                                      "verdict": ["held"], "metric": ["Dice"]}))
+    assert list(wide.columns) == ["metric", "verdict", "paper", "test", "pairs"]  # the verdict in view first
 
 
 def test_with_paper_detection_puts_the_papers_rate_beside_ours():

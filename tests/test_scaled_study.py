@@ -93,8 +93,8 @@ def test_analysis_pairs_scaled_folds_with_the_controlled_study(data, runs):
     folds = scaled_analysis.fold_records(scaled[0])
     assert [f["parameters"]["test_group"] for f in folds] == sorted(scaled[0]["per_image"])
     table = scaled_analysis.scaled_table(scaled, controlled, "strong")
-    assert set(table["train domain"]) == {"realistic-scaled", "real", "realistic"}
-    assert "Dice (paper: NMI Table 1)" in table and table.iloc[0]["Dice (paper: NMI Table 1)"] == "0.860 ± 0.210"
+    assert set(table["model"]) == {"realistic-scaled", "real", "realistic"}
+    assert table.iloc[0]["Dice (paper: NMI · preprint Table 1)"] == "0.860 ± 0.210 · 0.818 ± 0.221"
     claims = scaled_analysis.scaled_claims(scaled, controlled, "strong")
     assert any(c.startswith("scaled-up SyntheX beats Real2Real") for c in claims["claim"])
     assert any(c.startswith("more synthetic training images help") for c in claims["claim"])
@@ -109,6 +109,7 @@ def test_analysis_pairs_scaled_folds_with_the_controlled_study(data, runs):
     assert list(st.columns) == ["Dice (scaled-up)", "Dice (Real2Real)"] and len(st) == 6
     curve = scaled_analysis.size_curve(scaled, "strong")
     assert list(curve["training images"]) == sorted(curve["training images"])
+    assert list(scaled_analysis.size_table(curve).index) == list(curve["training images"])
     xs = scaled_analysis.cross_scanner_table(scaled, controlled)
     assert {"realistic-scaled", "real", "realistic"} == set(xs["train domain"])
     assert xs["verdict"].str.startswith("not testable").all()  # not converged
@@ -134,3 +135,18 @@ def test_welch_tost_against_hand_computed_values():
     assert np.isnan(welch_tost(a[:1], b, 1.0))
     with pytest.raises(ValueError, match="margin"):
         welch_tost(a, b, 0.0)
+
+
+def test_sweep_command_runs_the_scaled_study_too(data, capsys, monkeypatch):
+    from synthex_lib.cli import main
+
+    monkeypatch.setenv("SYNTHEX_DATA", str(data))
+    argv = ["sweep", "--profile", "smoke", "--domain", "real", "--preset", "strong", "--workers", "0",
+            "--no-progress", "--scaled"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "training images" in out and "Dice" in out
+    stored = sorted((data / "results" / "smoke").glob("hip-scaled-*.json"))
+    sizes = hip_scaled.size_ladder(len(hip_scaled.training_split(get_profile("smoke"), hip_scaled.scaled_dir(
+        get_profile("smoke")) / "realistic.h5", 0, 0)[1]))
+    assert len(stored) >= len(sizes)  # the whole set and each smaller size (TINY's runs are stored too)

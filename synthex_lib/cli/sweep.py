@@ -1,4 +1,5 @@
-"""``synthex sweep``: every run of the controlled hip study as a task on a Dask cluster."""
+"""``synthex sweep``: every run of the controlled hip study (and, with ``--scaled``, of the scaled-up and size
+studies) as a task on a Dask cluster."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from synthex_lib.core.cluster import parse_slurm_options
 from synthex_lib.core.config import get_profile
 from synthex_lib.core.errors import ConfigError
-from synthex_lib.experiments import hip, hip_analysis, sweep
+from synthex_lib.experiments import hip, hip_analysis, hip_scaled, results, scaled_analysis, sweep
 from synthex_lib.learning.device import resolve_device
 
 
@@ -18,16 +19,31 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler is None and args.slurm is None:
         resolve_device(args.device)  # a CUDA device asked for on a machine without one: one line, before any work
     slurm = parse_slurm_options(args.slurm) if args.slurm else None
+    profile = get_profile(args.profile)
+    scaled = hip_scaled.scaled_specs_kwargs(profile, seed=args.seed, presets=tuple(args.presets), dataset=args.dataset,
+                                            data_path=args.path) if args.scaled else []
     recs = sweep.hip_sweep(args.profile, seed=args.seed, dataset=args.dataset, domains=tuple(args.domains),
                            presets=tuple(args.presets), data_path=args.path, workers=args.workers,
                            scheduler=args.scheduler, slurm=slurm, device=args.device,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, scaled=scaled)
     print(hip_analysis.table1(recs).to_string(index=False))
-    profile = get_profile(args.profile)
+    failed = 0
+    if scaled:
+        done = []
+        for kw in scaled:
+            params = hip_scaled.run_parameters(profile, kw["seed"], hip.canonical_preset(kw["dr_preset"]),
+                                               kw["train_size"], 0.9, kw["dataset"], kw["data_path"])
+            found = results.find_record(profile.name, hip_scaled.KIND, params)
+            if found is None:
+                failed += 1
+            else:
+                done.append(found)
+        print(scaled_analysis.size_table(scaled_analysis.size_curve(done, args.presets[0])).to_string())
     expected = len(args.domains) * len(args.presets) * len(hip.held_out_groups(profile, args.seed, args.dataset,
                                                                                 args.path))
-    if len(recs) < expected:
-        print(f"synthex sweep: {expected - len(recs)} of {expected} run(s) failed (recorded under "
+    failed += expected - len(recs)
+    if failed:
+        print(f"synthex sweep: {failed} of {expected + len(scaled)} run(s) failed (recorded under "
               f"{sweep.failed_dir(profile.name)}); run the command again to retry them")
         return 1
     return 0
@@ -60,6 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--slurm", nargs="+", default=None, metavar="KEY=VALUE",
                    help="start a dask-jobqueue SLURMCluster with these options (queue, account, cores, memory, "
                         "walltime, job_extra_directives=--gres=gpu:1, jobs=N)")
+    p.add_argument("--scaled", action="store_true",
+                   help="also the scaled-up study: each preset on the whole scaled-up set, and the training-set "
+                        "size study with the first preset")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p

@@ -61,32 +61,30 @@ def scaled_table(scaled: list[dict[str, Any]], controlled: list[dict[str, Any]],
         folds = fold_records(r)
         rows.append(_row(TRAIN_DOMAIN, pre, folds, "every lab specimen"))
         rows.append(_row(TRAIN_DOMAIN, pre, [f for f in folds if f["parameters"]["test_group"] in real_groups],
-                         "Real2Real's held-out specimens"))
+                         "Real2Real's"))
     for dom in ("real", "realistic"):
         recs = [r for r in controlled if r["parameters"]["train_domain"] == dom
                 and str(r["parameters"]["dr_preset"]) == preset]
         if recs:
-            rows.append(_row(dom, preset, recs, "held-out specimens (controlled study)"))
+            rows.append(_row(dom, preset, recs, "held out"))
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     nmi, pre = paper_hip_table("nmi"), paper_hip_table("preprint")
 
-    def paper(src: pd.DataFrame, dom: str, dr: str, what: str) -> str:
-        m = src[(src["train_domain"] == dom) & (src["dr_preset"] == dr)]
-        if m.empty or pd.isna(m.iloc[0][f"{what}_mean"]):
-            return "n/a"
-        return format_mean_std(float(m.iloc[0][f"{what}_mean"]), float(m.iloc[0][f"{what}_std"]),
-                               3 if what == "dice" else 2)
+    def paper(dom: str, dr: str, what: str) -> str:
+        out = []
+        for src in (nmi, pre):
+            m = src[(src["train_domain"] == dom) & (src["dr_preset"] == dr)]
+            ok = not m.empty and not pd.isna(m.iloc[0][f"{what}_mean"])
+            out.append(format_mean_std(float(m.iloc[0][f"{what}_mean"]), float(m.iloc[0][f"{what}_std"]),
+                                       3 if what == "dice" else 2) if ok else "n/a")
+        return " · ".join(out)
 
-    df["landmark mm (paper: NMI Table 1)"] = [paper(nmi, d, p, "landmark_mm") for d, p in
-                                             zip(df["train domain"], df["DR"], strict=True)]
-    df["Dice (paper: NMI Table 1)"] = [paper(nmi, d, p, "dice") for d, p in zip(df["train domain"], df["DR"],
-                                                                                strict=True)]
-    df["landmark mm (paper: preprint Table 1)"] = [paper(pre, d, p, "landmark_mm") for d, p in
-                                                  zip(df["train domain"], df["DR"], strict=True)]
-    df["Dice (paper: preprint Table 1)"] = [paper(pre, d, p, "dice") for d, p in zip(df["train domain"], df["DR"],
-                                                                                    strict=True)]
+    df["mm (paper: NMI · preprint Table 1)"] = [paper(d, p, "landmark_mm") for d, p in
+                                               zip(df["model"], df["DR"], strict=True)]
+    df["Dice (paper: NMI · preprint Table 1)"] = [paper(d, p, "dice") for d, p in
+                                                 zip(df["model"], df["DR"], strict=True)]
     return df
 
 
@@ -95,9 +93,9 @@ def _row(domain: str, preset: str, recs: list[dict[str, Any]], tested_on: str) -
     vis = np.concatenate([np.asarray(r["per_image"]["visible"], bool).ravel() for r in recs]) if recs else []
     dice = np.concatenate([np.asarray(r["per_image"]["dice"], float) for r in recs]) if recs else []
     lm, dc = summarize(np.asarray(err)), summarize(np.asarray(dice))
-    return {"train domain": domain, "DR": preset, "tested on": tested_on,
-            "specimens": len(recs), "images": dc["n"],
-            "landmark mm (ours)": format_mean_std(lm["mean"], lm["std"]),
+    groups = sorted(r["parameters"]["test_group"] for r in recs)
+    return {"model": domain, "DR": preset, "tested on": f"{tested_on} ({', '.join(groups)})", "images": dc["n"],
+            "mm (ours)": format_mean_std(lm["mean"], lm["std"]),
             "detected (ours)": f"{lm['n'] / max(int(np.sum(vis)), 1):.0%}",
             "Dice (ours)": format_mean_std(dc["mean"], dc["std"], 3),
             "converged": "yes" if all(r["metrics"].get("converged") for r in recs) else "no"}
@@ -128,17 +126,23 @@ def scaled_claims(scaled: list[dict[str, Any]], controlled: list[dict[str, Any]]
     return hip_analysis.check_claims([*controlled, *folds], preset, alpha, claims=claims)
 
 
+def _beside_real2real(scaled_rec: dict[str, Any], controlled: list[dict[str, Any]]
+                      ) -> tuple[tuple[str, list[dict[str, Any]]], tuple[str, list[dict[str, Any]]]]:
+    """(("scaled-up", its fold records on Real2Real's held-out specimens), ("Real2Real", its runs)), same preset."""
+    preset = str(scaled_rec["parameters"]["dr_preset"])
+    groups = folds_of(controlled, "real", preset)
+    real = [r for r in controlled if r["parameters"]["train_domain"] == "real"
+            and str(r["parameters"]["dr_preset"]) == preset]
+    return (("scaled-up", [f for f in fold_records(scaled_rec) if f["parameters"]["test_group"] in groups]),
+            ("Real2Real", real))
+
+
 def per_landmark_table(scaled_rec: dict[str, Any], controlled: list[dict[str, Any]]) -> pd.DataFrame:
     """Per landmark (NMI Extended Data Table 1): the error (mm, activated landmarks) and the fraction activated of
     the scaled-up run and of Real2Real with the same preset, on the held-out specimens Real2Real has."""
-    preset = str(scaled_rec["parameters"]["dr_preset"])
-    groups = folds_of(controlled, "real", preset)
-    folds = [f for f in fold_records(scaled_rec) if f["parameters"]["test_group"] in groups]
-    real = [r for r in controlled if r["parameters"]["train_domain"] == "real"
-            and str(r["parameters"]["dr_preset"]) == preset]
     n = len(HIP_LANDMARKS)
     rows = []
-    for name, recs in (("scaled-up", folds), ("Real2Real", real)):
+    for name, recs in _beside_real2real(scaled_rec, controlled):
         if not recs:
             continue
         err = np.concatenate([np.asarray(r["per_image"]["error_mm"], float).reshape(-1, n) for r in recs])
@@ -156,13 +160,8 @@ def per_structure_table(scaled_rec: dict[str, Any], controlled: list[dict[str, A
     """Per structure (NMI Extended Data Table 2): Dice mean ± std of the scaled-up run and of Real2Real with the
     same preset, on the held-out specimens Real2Real has (a structure absent from both label and prediction
     scores 1, as in the official evaluation)."""
-    preset = str(scaled_rec["parameters"]["dr_preset"])
-    groups = folds_of(controlled, "real", preset)
-    folds = [f for f in fold_records(scaled_rec) if f["parameters"]["test_group"] in groups]
-    real = [r for r in controlled if r["parameters"]["train_domain"] == "real"
-            and str(r["parameters"]["dr_preset"]) == preset]
     out: dict[str, list[str]] = {}
-    for name, recs in (("scaled-up", folds), ("Real2Real", real)):
+    for name, recs in _beside_real2real(scaled_rec, controlled):
         if recs and all("dice_per_class" in r["per_image"] for r in recs):
             d = np.concatenate([np.asarray(r["per_image"]["dice_per_class"], float).reshape(-1, len(STRUCTURES))
                                 for r in recs])
@@ -263,3 +262,16 @@ def scaled_verdict(scaled: list[dict[str, Any]], controlled: list[dict[str, Any]
                      f"{int((v == 'not shown similar').sum())} not shown similar, "
                      f"{int(v.str.startswith('not testable').sum())} not testable.")
     return "\n\n".join(lines)
+
+
+def size_table(curve: pd.DataFrame) -> pd.DataFrame:
+    """:func:`size_curve` for reading: one row per training-set size, formatted mean ± std."""
+    if curve.empty:
+        return curve
+    return pd.DataFrame({
+        "training images": curve["training images"],
+        "landmark mm": [format_mean_std(m, s) for m, s in zip(curve["landmark_mm_mean"], curve["landmark_mm_std"],
+                                                              strict=True)],
+        "detected": [f"{v:.0%}" for v in curve["detection_rate"]],
+        "Dice": [format_mean_std(m, s, 3) for m, s in zip(curve["dice_mean"], curve["dice_std"], strict=True)],
+        "converged": ["yes" if c else "no" for c in curve["converged"]]}).set_index("training images")

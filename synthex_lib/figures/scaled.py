@@ -26,22 +26,23 @@ def view_angles_of(path: Path, key: str = "P") -> dict[str, np.ndarray]:
 
 
 def plot_view_histograms(sets: Mapping[str, Mapping[str, np.ndarray]]) -> plt.Figure:
-    """One panel per angle, one histogram (as a density, steps) per image set ``{name: view_angles}``; the
-    controlled real images in gold."""
-    fig, axes = plt.subplots(1, len(ANGLES), figsize=(COLUMN_IN, 2.6))
+    """One panel per angle, one histogram (as a density, steps) per image set ``{name: view_angles}``: a set
+    whose name starts with "real" in gold, the others in the scaled-up set's black; one legend below."""
+    fig, axes = plt.subplots(1, len(ANGLES), figsize=(COLUMN_IN, 2.9))
     for ax, (key, label) in zip(axes, ANGLES.items(), strict=True):
         vals = [np.asarray(a[key], float) for a in sets.values()]
         lo, hi = min(float(v.min()) for v in vals), max(float(v.max()) for v in vals)
         bins = np.linspace(np.floor(lo / 5) * 5, np.ceil(hi / 5) * 5 + 1e-9, 19)
-        for i, (name, a) in enumerate(sets.items()):
-            color = GOLD if name.startswith("real") else DOMAIN_COLORS["realistic-scaled"] if i == 0 else None
+        for name, a in sets.items():
+            color = GOLD if name.startswith("real") else DOMAIN_COLORS["realistic-scaled"]
             ax.hist(np.asarray(a[key], float), bins=bins, density=True, histtype="step", lw=1.8, color=color,
                     label=f"{name} ({len(a[key])})")
         ax.set_xlabel(label)
         ax.set_yticks([])
     axes[0].set_ylabel("density")
-    axes[0].legend(fontsize=7, frameon=False, loc="upper left")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 

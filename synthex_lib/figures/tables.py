@@ -140,11 +140,16 @@ def _verdict(v: Any) -> str:
     return str(v)
 
 
+#: the columns of a claims table shown first, in this order (the rest follow as they come)
+CLAIM_COLUMNS_FIRST = ("metric", "verdict", "ours (A vs B)", "A - B (95% CI)", "P (Holm)", "paper")
+
+
 def style_claims(df: pd.DataFrame) -> pd.DataFrame:
     """The claims table (``experiments.hip_analysis.check_claims``) for readers: P values to 2 significant figures
     (``< 0.001`` below), boolean verdict columns ("held here", "held") as "held" / "not held" / "not
     testable" (missing, or a ``testable`` column False; that column is then dropped), the claim as the
-    index instead of 0..n-1. Text cells (already formatted P values, verdicts) are kept as they are."""
+    index instead of 0..n-1, and :data:`CLAIM_COLUMNS_FIRST` first, so that the verdict is in view on a narrow
+    page. Text cells (already formatted P values, verdicts) are kept as they are."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"style_claims expects a pandas DataFrame, got {type(df).__name__}")
     out = df.copy()
@@ -161,7 +166,8 @@ def style_claims(df: pd.DataFrame) -> pd.DataFrame:
                 out[col] = np.where(testable, out[col], "not testable")
     if "claim" in out.columns and bare_index(out.index):
         out = out.set_index("claim")
-    return out
+    first = [c for c in CLAIM_COLUMNS_FIRST if c in out.columns]  # what a reader needs before scrolling right
+    return out[first + [c for c in out.columns if c not in first]]
 
 
 def with_paper_detection(df: pd.DataFrame, percent: int = PAPER_ACTIVATION_PERCENT) -> pd.DataFrame:
