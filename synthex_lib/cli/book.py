@@ -11,6 +11,7 @@ from synthex_lib.core.config import get_profile
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.experiments import book
 from synthex_lib.experiments.book import (
+    CELL_TIMEOUT_S,
     assemble_sources,
     build_html,
     execute_notebooks,
@@ -22,6 +23,8 @@ from synthex_lib.experiments.book import (
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    if args.cell_timeout < 1:
+        raise ConfigError(f"--cell-timeout must be a positive number of seconds, got {args.cell_timeout}")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be a positive integer (Dask workers and notebooks run in parallel), "
                           f"got {args.jobs}")
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         if not only:
             prepare_runs(profile, seed=args.seed or 0, progress=not args.quiet, jobs=args.jobs)
     src = execute_notebooks(profile, jobs=args.jobs, seed=args.seed, dataset=args.dataset, only=only,
-                            use_cache=not args.no_cache)
+                            use_cache=not args.no_cache, cell_timeout=args.cell_timeout)
     assemble_sources(src)
     if not args.no_html:
         index = build_html(src)
@@ -74,6 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--refresh-references", action="store_true",
                    help="execute the committed notebooks in place at smoke (nbval reference outputs)")
     p.add_argument("--check", action="store_true", help="render the committed notebooks without executing them")
+    p.add_argument("--cell-timeout", type=int, default=CELL_TIMEOUT_S, metavar="S",
+                   help=f"seconds a notebook cell may run before its kernel counts as hung; a notebook whose kernel "
+                        f"died or hung is executed once more (default: {CELL_TIMEOUT_S})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p

@@ -106,16 +106,34 @@ def prepare_runs(profile: str, seed: int = 0, progress: bool = True, jobs: int =
                            workers=jobs if jobs > 1 else 0, scaled=hip_scaled.scaled_specs_kwargs(prof, seed=seed))
 
 
-def _execute_one(nb: str, out: str, parameters: dict[str, Any], cwd: str) -> tuple[str, float, str | None]:
+#: longest a notebook cell may run (seconds) before its kernel is stopped: the book's cells read runs back and
+#: draw (the training sweep runs before them), so a cell this slow is a hung kernel
+CELL_TIMEOUT_S = 1800
+#: how many times a notebook whose kernel died or hung is executed again (an error raised by a cell is not retried)
+KERNEL_RETRIES = 1
+
+
+def _execute_one(nb: str, out: str, parameters: dict[str, Any], cwd: str, cell_timeout: int = CELL_TIMEOUT_S,
+                 retries: int = KERNEL_RETRIES) -> tuple[str, float, str | None]:
+    """Execute one notebook with papermill; a kernel that dies or a cell that runs past ``cell_timeout`` seconds
+    gets the notebook executed again, up to ``retries`` times, with one line saying so. Returns (notebook,
+    seconds, error or None)."""
     t0 = time.perf_counter()
-    try:
-        pm.execute_notebook(nb, out, parameters=parameters, kernel_name="python3", cwd=cwd, progress_bar=False,
-                            log_output=False, request_save_on_cell_execute=False)
-    except pm.PapermillExecutionError as exc:
-        return nb, time.perf_counter() - t0, f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    except Exception as exc:  # kernel died, timeout, ...
-        return nb, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
-    return nb, time.perf_counter() - t0, None
+    for attempt in range(retries + 1):
+        try:
+            pm.execute_notebook(nb, out, parameters=parameters, kernel_name="python3", cwd=cwd, progress_bar=False,
+                                log_output=False, request_save_on_cell_execute=False, execution_timeout=cell_timeout)
+        except pm.PapermillExecutionError as exc:  # a cell raised: executing again would raise again
+            return nb, time.perf_counter() - t0, f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        except Exception as exc:  # the kernel died, or a cell ran past the timeout
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if attempt < retries:
+                print(f"[synthex book] {Path(nb).name}: {error}; executing it again ({attempt + 1} of {retries})",
+                      flush=True)
+                continue
+            return nb, time.perf_counter() - t0, error
+        return nb, time.perf_counter() - t0, None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def notebook_key(nb_path: Path, parameters: dict[str, Any]) -> str:
@@ -174,8 +192,8 @@ def reuse_outputs(executed: nbformat.NotebookNode, current: nbformat.NotebookNod
     return out
 
 
-def _cached_or_execute(nb: str, out: str, parameters: dict[str, Any], cwd: str, cached: str | None
-                       ) -> tuple[str, float, str | None, bool]:
+def _cached_or_execute(nb: str, out: str, parameters: dict[str, Any], cwd: str, cached: str | None,
+                       cell_timeout: int = CELL_TIMEOUT_S) -> tuple[str, float, str | None, bool]:
     """Reuse the outputs of ``cached`` (an executed notebook of the same key) when it exists, else execute;
     returns (notebook, seconds, error, reused)."""
     t0 = time.perf_counter()
@@ -188,7 +206,7 @@ def _cached_or_execute(nb: str, out: str, parameters: dict[str, Any], cwd: str, 
             with paths.atomic_path(out) as tmp:
                 nbformat.write(merged, tmp)
             return nb, time.perf_counter() - t0, None, True
-    nb, secs, err = _execute_one(nb, out, parameters, cwd)
+    nb, secs, err = _execute_one(nb, out, parameters, cwd, cell_timeout)
     if err is None and cached:
         Path(cached).parent.mkdir(parents=True, exist_ok=True)
         with paths.atomic_path(cached) as tmp:
@@ -197,10 +215,12 @@ def _cached_or_execute(nb: str, out: str, parameters: dict[str, Any], cwd: str, 
 
 
 def execute_notebooks(profile: str, jobs: int = 1, seed: int | None = None, dataset: str | None = None,
-                      only: list[str] | None = None, use_cache: bool = True) -> Path:
+                      only: list[str] | None = None, use_cache: bool = True, cell_timeout: int = CELL_TIMEOUT_S
+                      ) -> Path:
     """Papermill-execute the book's notebooks into ``_build/src``; raises NotebookFailedError naming the first
     failure. With ``use_cache`` a notebook whose :func:`notebook_key` is unchanged since an earlier build (only
-    its prose changed, or nothing) is not executed again: its earlier outputs are reused."""
+    its prose changed, or nothing) is not executed again: its earlier outputs are reused. A notebook whose kernel
+    dies or whose cell runs past ``cell_timeout`` seconds is executed once more before it counts as failed."""
     root = repo_root()
     src = paths.build_dir() / "src"
     params: dict[str, Any] = {"profile": profile}
@@ -221,7 +241,8 @@ def execute_notebooks(profile: str, jobs: int = 1, seed: int | None = None, data
         os.environ["OMP_NUM_THREADS"] = "1"  # kernels inherit it: no oversubscription of the cores
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         futs = [pool.submit(_cached_or_execute, str(nb), str(src / nb.relative_to(root)), params, str(nb.parent),
-                            str(cache_dir() / f"{nb.stem}-{notebook_key(nb, params)}.ipynb") if use_cache else None)
+                            str(cache_dir() / f"{nb.stem}-{notebook_key(nb, params)}.ipynb") if use_cache else None,
+                            cell_timeout)
                 for nb in nbs]
         for fut in as_completed(futs):
             nb, secs, err, reused = fut.result()
