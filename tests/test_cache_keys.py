@@ -13,6 +13,7 @@ import pytest
 
 from synthex_lib.core.config import TrainConfig, get_profile
 from synthex_lib.core.hashing import code_digest, module_closure, stable_hash
+from synthex_lib.experiments import hip_scaled
 from synthex_lib.experiments.hip import RUN_CODE_ROOTS, run_parameters
 from synthex_lib.experiments.results import run_id
 from synthex_lib.generate.cache import dataset_dir, dataset_key
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHER = {"image_size": 80, "epochs": 7, "batch_size": 3, "optimizer": "sgd", "lr": 0.0123, "momentum": 0.5,
          "weight_decay": 3e-4, "lr_step_epochs": 3, "lr_gamma": 0.25, "max_iterations": 11,
          "unet_channels": (4, 8), "heatmap_sigma_px": 1.25, "val_fraction": 0.25, "cpu_threads": 3,
-         "network": "transunet", "dr_reference_px": 180}
+         "network": "transunet", "dr_reference_px": 180, "min_epochs": 3}
 
 
 def _run_id(profile, **kw):
@@ -69,6 +70,10 @@ def test_the_code_closure_is_found_from_the_modules():
     # tables, claims and verdicts do not change a run's result: rewording one never retrains a run
     assert "synthex_lib.experiments.hip_analysis" not in closure
     assert "synthex_lib.experiments.hip_adaptation" not in closure  # its rows add their own code to their keys
+    scaled = module_closure(*hip_scaled.RUN_CODE_ROOTS)
+    assert "synthex_lib.experiments.hip_scaled" in scaled and "synthex_lib.learning.training" in scaled
+    assert not any(m.endswith(("hip_analysis", "scaled_analysis")) or m.startswith("synthex_lib.figures")
+                   for m in scaled)
     gen = module_closure("synthex_lib.generate.engine")
     assert "synthex_lib.simulate.projectors" in gen and not any(m.startswith("synthex_lib.learning") for m in gen)
 
