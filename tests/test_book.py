@@ -369,7 +369,7 @@ def test_a_notebook_whose_prose_changed_reuses_its_outputs_and_one_whose_code_ch
     assert notebook_key(nb_path, params) != key
 
 
-def _tiny_notebook(path, *sources):
+def _code_notebook(path, *sources):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
     for i, c in enumerate(nb.cells):
@@ -383,17 +383,17 @@ def test_a_dead_or_hung_kernel_is_retried_once_and_a_cell_error_is_not(tmp_path,
     from synthex_lib.experiments.book import _execute_one
 
     mark = tmp_path / "died-once"
-    dies = _tiny_notebook(tmp_path / "dies.ipynb",
+    dies = _code_notebook(tmp_path / "dies.ipynb",
                           f"import os, pathlib\np = pathlib.Path({str(mark)!r})\n"
                           "if not p.exists():\n    p.write_text('x')\n    os._exit(1)\nprint('second try')")
     nb, _, err = _execute_one(str(dies), str(tmp_path / "out1.ipynb"), {}, str(tmp_path))
     assert err is None and mark.exists()
     assert "executing it again (1 of 1)" in capsys.readouterr().out
     assert "second try" in (tmp_path / "out1.ipynb").read_text()
-    hangs = _tiny_notebook(tmp_path / "hangs.ipynb", "import time\ntime.sleep(60)")
+    hangs = _code_notebook(tmp_path / "hangs.ipynb", "import time\ntime.sleep(60)")
     _, secs, err = _execute_one(str(hangs), str(tmp_path / "out2.ipynb"), {}, str(tmp_path), cell_timeout=2)
     assert err is not None and "Timeout" in err and secs < 50  # two tries of 2 s each, plus kernel starts
     assert capsys.readouterr().out.count("executing it again") == 1
-    raises = _tiny_notebook(tmp_path / "raises.ipynb", "raise ValueError('bad parameter')")
+    raises = _code_notebook(tmp_path / "raises.ipynb", "raise ValueError('bad parameter')")
     _, _, err = _execute_one(str(raises), str(tmp_path / "out3.ipynb"), {}, str(tmp_path))
     assert "ValueError: bad parameter" in err and "executing it again" not in capsys.readouterr().out
