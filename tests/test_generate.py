@@ -20,7 +20,9 @@ from synthex_lib.generate import cache, lab_source, render, tasks
 from synthex_lib.generate import engine as gen
 from synthex_lib.simulate.scanner import VoxelAnatomy
 
-PROFILE = get_profile("smoke", detector_px=24, real_per_specimen=3, sim_per_specimen=3, lab_specimens=2)
+PROFILE = get_profile("smoke", detector_px=24, real_per_specimen=3, sim_per_specimen=3, lab_specimens=2,
+                      tool_sim_per_config=3, tool_real_per_specimen=3, chest_sim_per_specimen=3,
+                      chest_real_per_specimen=3)
 
 
 def _phantom(group: str, kind: str = "hip", cross: bool = False, shift: float = 0.0) -> Specimen:

@@ -7,8 +7,12 @@ Cohorts (sizes from the profile):
   device;
 * ``scale``: ``profile.lab.scale_specimens`` hips (the paper's 20 NMDID CTs);
 * ``chest``: ``profile.lab.chest_specimens`` chests with COVID-19 lesions (the paper's 143 CTs);
+* ``chest-real``: ``profile.lab.chest_real_specimens`` other chests with lesions, the patients of the
+  emulated chest radiographs (QaTa-COV19's real images are of other patients than the paper's CTs);
 * ``tool``: ``profile.lab.tool_configs`` continuum-manipulator scenes (the paper's 100), hosted by
-  ``scale`` hips.
+  ``scale`` hips: the synthetic training scenes;
+* ``tool-lab``: one CM scene in each ``lab`` hip (groups ``"01"`` ...), the lab's cadaveric tests whose
+  emulated real images the tool detection is tested on (never a training scene's CT).
 
 Layout under :func:`synthex_lib.core.paths.lab_dir` ``(profile, cohort)``::
 
@@ -26,7 +30,7 @@ the same bytes. A cohort directory holds one seed: asking for another seed regen
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -52,7 +56,9 @@ from synthex_lib.core.config import PROFILES, Profile, get_profile
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.core.hashing import sha256_file, stable_hash
 
-COHORTS = ("lab", "scale", "chest", "tool")
+COHORTS = ("lab", "scale", "chest", "chest-real", "tool", "tool-lab")
+#: the cohort whose hips host each tool cohort's scenes
+TOOL_HOSTS = {"tool": "scale", "tool-lab": "lab"}
 #: group of the lab's cross-scanner specimen (DeepFluoro has six; the paper's Loop-X specimen is the 7th)
 CROSS_SCANNER_GROUP = "07"
 MANIFEST = "manifest.json"
@@ -87,6 +93,12 @@ def cohort_members(cohort: str, profile: str | Profile) -> list[Member]:
         return [Member("scale", i, f"scale-{i:02d}", f"{i:02d}", "hip") for i in range(prof.lab.scale_specimens)]
     if cohort == "chest":
         return [Member("chest", i, f"chest-{i:03d}", f"{i:03d}", "chest") for i in range(prof.lab.chest_specimens)]
+    if cohort == "chest-real":
+        return [Member(cohort, i, f"chest-real-{i:03d}", f"{i + 1:02d}", "chest")
+                for i in range(prof.lab.chest_real_specimens)]
+    if cohort == "tool-lab":
+        return [Member(cohort, i, f"tool-lab-{i + 1:02d}", f"{i + 1:02d}", "tool")
+                for i in range(prof.lab.lab_specimens)]
     return [Member("tool", i, f"tool-{i:03d}", f"{i:03d}", "tool") for i in range(prof.lab.tool_configs)]
 
 
@@ -189,8 +201,8 @@ def generate_cohort(cohort: str, profile: str | Profile, seed: int = 0, progress
     members = cohort_members(cohort, prof)
     entries: dict[str, Any] = {e["specimen_id"]: e for e in (man or {}).get("members", [])}
     todo = [m for m in members if not _member_ok(folder, entries.get(m.specimen_id))]
-    if cohort == "tool" and todo:  # hosts first: tool scenes reuse the scale cohort's CTs
-        generate_cohort("scale", prof, seed=seed, progress=progress)
+    if cohort in TOOL_HOSTS and todo:  # hosts first: tool scenes reuse the host cohort's CTs
+        generate_cohort(TOOL_HOSTS[cohort], prof, seed=seed, progress=progress)
     bar = None
     if progress and todo:
         bar = tqdm(total=len(todo), desc=f"lab {cohort} ({prof.name})", unit="specimen")
@@ -256,25 +268,32 @@ def load_cohort(cohort: str, profile: str | Profile, seed: int = 0, progress: bo
     return [read_specimen(folder / m.specimen_id) for m in cohort_members(cohort, prof)]
 
 
-# --- continuum-manipulator scenes: a tool inserted into a host hip of the scale cohort ----------------
+# --- continuum-manipulator scenes: a tool inserted into a host hip (scale cohort: training; lab: tests) ----
 
 @lru_cache(maxsize=2)
-def _host(seed: int, index: int, profile_name: str):
-    """The host hip: the ``scale`` cohort's member from disk when generated, else made."""
+def _host(seed: int, index: int, profile_name: str, cohort: str = "scale"):
+    """The host hip: member ``index`` of ``cohort`` from disk when generated, else made."""
 
-    found = find_on_disk("scale", profile_name, index, seed)
+    found = find_on_disk(cohort, profile_name, index, seed)
     if found is not None:
         return found
-    return make_specimen("hip", seed, profile_name, cohort="scale", index=index, specimen_id=f"scale-{index:02d}")
+    return make_specimen("hip", seed, profile_name, cohort=cohort, index=index,
+                         specimen_id=f"{cohort}-{index + 1:02d}" if cohort == "lab" else f"{cohort}-{index:02d}")
 
 
 def make_tool_scene(seed: int, profile: str | Profile, *, index: int = 0, cohort: str = "tool"):
-    """A CM scene (see the module docstring): a :class:`Specimen` of kind ``"tool"``."""
+    """A CM scene (see the module docstring): a :class:`Specimen` of kind ``"tool"``. In the ``tool`` cohort the
+    host is a random ``scale`` hip; in ``tool-lab`` scene ``index`` is hosted by lab specimen ``index``."""
 
     prof = get_profile(profile)
+    if cohort not in TOOL_HOSTS:
+        raise ConfigError(f"cohort {cohort!r} holds no tool scenes: choose one of {', '.join(TOOL_HOSTS)}")
     keys = _keys(seed, cohort, index)
+    host_cohort = TOOL_HOSTS[cohort]
     params = sample_tool_params(prof.lab.scale_specimens, *keys)
-    host = _host(int(seed), params.host_index, prof.name)
+    if host_cohort == "lab":
+        params = replace(params, host_index=int(index))
+    host = _host(int(seed), params.host_index, prof.name, host_cohort)
     scene = ToolSceneAnatomy(host.anatomy, params)
     scan = scan_params_for(host.anatomy, prof)
     grid = ct_grid(host.anatomy, prof.lab.ct_spacing_mm)
@@ -283,7 +302,7 @@ def make_tool_scene(seed: int, profile: str | Profile, *, index: int = 0, cohort
     labels = np.zeros(grid.shape, np.uint8)
     labels[sl] = lab_box
     meta = {"generator_version": GENERATOR_VERSION, "profile": prof.name, "seed": int(seed), "cohort": cohort,
-            "index": int(index), "kind": "tool", "host": host.specimen_id,
+            "index": int(index), "kind": "tool", "host": host.specimen_id, "host_cohort": host_cohort,
             "host_seed_keys": list(host.anatomy.seed_keys), "tool": params.to_dict(), "scan": scan.to_dict(),
             "center": scene.center.tolist()}
     return Specimen(kind="tool", ct_hu=ct, labels=labels, spacing=grid.spacing, origin=grid.origin,

@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                          epilog="example:\n  synthex lab generate --profile quick --cohort all --seed 0",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("--profile", default="quick", help="smoke, quick, full or paper (default: quick)")
-    gen.add_argument("--cohort", default="all", choices=["lab", "scale", "chest", "tool", "all"],
+    gen.add_argument("--cohort", default="all", choices=[*COHORTS, "all"],
                      help="which cohort (default: all)")
     gen.add_argument("--seed", type=int, default=0, help="experiment seed (default: 0)")
     gen.add_argument("--quiet", action="store_true", help="no progress bars")

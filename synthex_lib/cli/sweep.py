@@ -8,11 +8,44 @@ import argparse
 from synthex_lib.core.cluster import parse_slurm_options
 from synthex_lib.core.config import get_profile
 from synthex_lib.core.errors import ConfigError
-from synthex_lib.experiments import hip, hip_analysis, hip_scaled, results, scaled_analysis, sweep
+from synthex_lib.experiments import (
+    hip,
+    hip_analysis,
+    hip_scaled,
+    results,
+    scaled_analysis,
+    sweep,
+    task_analysis,
+    task_runs,
+)
 from synthex_lib.learning.device import resolve_device
 
 
+def run_task(args: argparse.Namespace, slurm: dict | None) -> int:
+    """``--task tool|chest``: the Sim2Real run and the Real2Real folds of that task."""
+    profile = get_profile(args.profile)
+    dataset = args.dataset
+    expected = len(task_runs.task_specs_kwargs(profile, args.task, seed=args.seed, dataset=dataset,
+                                               data_path=args.path))
+    recs = sweep.task_sweep(profile, args.task, seed=args.seed, dataset=dataset, data_path=args.path,
+                            dr_preset=args.presets[-1], progress=not args.no_progress, workers=args.workers,
+                            scheduler=args.scheduler, slurm=slurm, device=args.device)
+    if recs:
+        print(task_analysis.results_table(recs, args.task).to_string())
+    if len(recs) < expected:
+        print(f"synthex sweep: {expected - len(recs)} of {expected} run(s) failed (recorded under "
+              f"{sweep.failed_dir(profile.name)}); run the command again to retry them")
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.task is not None:
+        if args.task not in task_runs.KINDS:
+            raise ConfigError(f"--task {args.task!r}: choose one of {', '.join(task_runs.KINDS)}")
+        if args.scheduler is None and args.slurm is None:
+            resolve_device(args.device)
+        return run_task(args, parse_slurm_options(args.slurm) if args.slurm else None)
     for d in args.domains:
         if d not in hip.DOMAINS:
             raise ConfigError(f"--domain {d!r} is not a training domain: choose among {', '.join(hip.DOMAINS)}")
@@ -63,8 +96,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="quick")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dataset", default="lab", help="lab (virtual cadaver lab) or deepfluoro")
-    p.add_argument("--path", default=None, help="path of the real dataset file (dataset deepfluoro)")
+    p.add_argument("--dataset", default="lab", help="lab (virtual cadaver lab), deepfluoro, or (--task chest) "
+                                                     "qata-cov19")
+    p.add_argument("--path", default=None, help="path of the real dataset file or folder (deepfluoro, qata-cov19)")
     p.add_argument("--domain", dest="domains", nargs="+", default=list(hip.DOMAINS),
                    help=f"training domain(s) (default: all of {', '.join(hip.DOMAINS)})")
     p.add_argument("--preset", dest="presets", nargs="+", default=["regular", "strong"],
@@ -79,6 +113,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--scaled", action="store_true",
                    help="also the scaled-up study: each preset on the whole scaled-up set, and the training-set "
                         "size study with the first preset")
+    p.add_argument("--task", default=None, metavar="TASK",
+                   help="instead of the hip studies, the Sim2Real run and the five Real2Real folds of another task: "
+                        "tool (manipulator detection) or chest (COVID-19 lesions; --dataset qata-cov19 --path "
+                        "FOLDER tests on QaTa-COV19); trained with the last --preset (default strong)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p

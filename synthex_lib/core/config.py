@@ -36,10 +36,13 @@ class LabConfig:
     scale_specimens: int  #: hip CTs of the `scale` cohort (paper: 20 NMDID CTs)
     chest_specimens: int  #: chest CTs of the `chest` cohort (paper: 143)
     tool_configs: int  #: continuum-manipulator configurations of the `tool` cohort (100)
+    #: chests of the `chest-real` cohort, the patients of the emulated chest radiographs (QaTa-COV19: 2,951 images
+    #: of other patients than the CTs)
+    chest_real_specimens: int = 12
 
     def validate(self) -> None:
         require_positive("ct_spacing_mm", self.ct_spacing_mm)
-        for name in ("lab_specimens", "scale_specimens", "chest_specimens", "tool_configs"):
+        for name in ("lab_specimens", "scale_specimens", "chest_specimens", "tool_configs", "chest_real_specimens"):
             require_positive(name, getattr(self, name), integer=True)
 
 
@@ -51,9 +54,18 @@ class SimConfig:
     detector_px: int  #: simulated image size after detector binning (paper: 360)
     real_per_specimen: int  #: emulated "real" images per lab specimen (DeepFluoro: 366 / 6)
     sim_per_specimen: int  #: scaled-up simulated images per CT (paper: 18,000 / 20)
+    #: simulated training images per CM configuration of the `tool` cohort (paper: 28,000 + 2,800 / 100)
+    tool_sim_per_config: int = 16
+    #: emulated real images of each `tool-lab` cadaveric test (paper: 264 real images)
+    tool_real_per_specimen: int = 48
+    #: simulated training images per chest CT (paper: 18,000 + 1,800 / 143)
+    chest_sim_per_specimen: int = 32
+    #: emulated chest radiographs per `chest-real` patient
+    chest_real_per_specimen: int = 24
 
     def validate(self) -> None:
-        for name in ("detector_px", "real_per_specimen", "sim_per_specimen"):
+        for name in ("detector_px", "real_per_specimen", "sim_per_specimen", "tool_sim_per_config",
+                     "tool_real_per_specimen", "chest_sim_per_specimen", "chest_real_per_specimen"):
             require_positive(name, getattr(self, name), integer=True)
 
 
@@ -222,16 +234,20 @@ def _sgd_paper(**kw: Any) -> dict[str, Any]:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", "CI and nbval: each notebook in about a minute on 2 CPU cores",
-        LabConfig(ct_spacing_mm=4.0, lab_specimens=3, scale_specimens=2, chest_specimens=2, tool_configs=4),
-        SimConfig(detector_px=64, real_per_specimen=4, sim_per_specimen=8),
+        LabConfig(ct_spacing_mm=4.0, lab_specimens=3, scale_specimens=2, chest_specimens=2, tool_configs=4,
+                  chest_real_specimens=3),
+        SimConfig(detector_px=64, real_per_specimen=4, sim_per_specimen=8, tool_sim_per_config=4,
+                  tool_real_per_specimen=4, chest_sim_per_specimen=6, chest_real_per_specimen=4),
         TrainConfig(**_adam(image_size=64, epochs=2, batch_size=4, lr=2e-3, lr_step_epochs=10, max_iterations=6,
                             unet_channels=(8, 16, 32), heatmap_sigma_px=2.0)),
         folds=1,
     ),
     "quick": Profile(
         "quick", "the default book build on 2 CPU cores",
-        LabConfig(ct_spacing_mm=2.0, lab_specimens=6, scale_specimens=10, chest_specimens=6, tool_configs=20),
-        SimConfig(detector_px=128, real_per_specimen=48, sim_per_specimen=96),
+        LabConfig(ct_spacing_mm=2.0, lab_specimens=6, scale_specimens=10, chest_specimens=6, tool_configs=20,
+                  chest_real_specimens=12),
+        SimConfig(detector_px=128, real_per_specimen=48, sim_per_specimen=96, tool_sim_per_config=16,
+                  tool_real_per_specimen=48, chest_sim_per_specimen=32, chest_real_per_specimen=24),
         TrainConfig(**_adam(image_size=64, epochs=80, batch_size=8, lr=2e-3, lr_step_epochs=30,
                             max_iterations=0,
                             unet_channels=(16, 32, 64, 128), heatmap_sigma_px=1.5)),
@@ -239,16 +255,20 @@ PROFILES: dict[str, Profile] = {
     ),
     "full": Profile(
         "full", "one workstation GPU, hours",
-        LabConfig(ct_spacing_mm=1.0, lab_specimens=6, scale_specimens=20, chest_specimens=40, tool_configs=100),
-        SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=200),
+        LabConfig(ct_spacing_mm=1.0, lab_specimens=6, scale_specimens=20, chest_specimens=40, tool_configs=100,
+                  chest_real_specimens=40),
+        SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=200, tool_sim_per_config=60,
+                  tool_real_per_specimen=44, chest_sim_per_specimen=100, chest_real_per_specimen=20),
         TrainConfig(**_sgd_paper(epochs=30, unet_channels=(32, 64, 128, 256, 512), cpu_threads=4,
                                  network="transunet")),
         folds=6, adapt_folds=6,
     ),
     "paper": Profile(
         "paper", "the paper's numbers of images, resolutions and epochs; a GPU cluster",
-        LabConfig(ct_spacing_mm=1.0, lab_specimens=6, scale_specimens=20, chest_specimens=143, tool_configs=100),
-        SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=900),
+        LabConfig(ct_spacing_mm=1.0, lab_specimens=6, scale_specimens=20, chest_specimens=143, tool_configs=100,
+                  chest_real_specimens=100),
+        SimConfig(detector_px=360, real_per_specimen=61, sim_per_specimen=900, tool_sim_per_config=308,
+                  tool_real_per_specimen=44, chest_sim_per_specimen=138, chest_real_per_specimen=30),
         TrainConfig(**_sgd_paper(epochs=50, unet_channels=(64, 128, 256, 512, 1024), cpu_threads=8,
                                  network="transunet")),
         folds=6, adapt_folds=6,

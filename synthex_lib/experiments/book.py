@@ -39,11 +39,12 @@ from nbclient import NotebookClient
 
 from synthex_lib import __version__
 from synthex_lib.anatomy import generate_cohort
+from synthex_lib.anatomy.cohorts import COHORTS
 from synthex_lib.core import paths
 from synthex_lib.core.config import get_profile
 from synthex_lib.core.errors import ConfigError, SynthexError
 from synthex_lib.core.hashing import code_digest, stable_hash
-from synthex_lib.experiments import hip, hip_scaled, sweep
+from synthex_lib.experiments import hip, hip_scaled, sweep, task_runs
 from synthex_lib.generate.engine import ensure_dataset
 
 
@@ -91,9 +92,9 @@ def prepare_data(profile: str, seed: int = 0, progress: bool = True, jobs: int =
     """Generate the lab cohorts, the controlled hip dataset and the scaled-up set once, before notebooks run in
     parallel; the simulation's work units go to a local Dask cluster of ``jobs`` workers (1: in this process)."""
 
-    for cohort in ("lab", "scale", "chest", "tool"):
+    for cohort in COHORTS:
         generate_cohort(cohort, profile, seed=seed, progress=progress)
-    for task in ("hip-controlled", "hip-scaled"):
+    for task in ("hip-controlled", "hip-scaled", *task_runs.KINDS):
         ensure_dataset(task, profile, seed=seed, progress=progress, workers=jobs if jobs > 1 else 0)
 
 
@@ -102,8 +103,10 @@ def prepare_runs(profile: str, seed: int = 0, progress: bool = True, jobs: int =
     ``jobs`` workers (1: in this process), so that the notebooks then only read the results store. Returns
     the sweep's records (failed runs are reported by the sweep and left out)."""
     prof = get_profile(profile)
+    tasks = [kw for task in task_runs.KINDS for kw in task_runs.task_specs_kwargs(prof, task, seed=seed)]
     return sweep.hip_sweep(prof, seed=seed, domains=hip.ALL_DOMAINS, progress=progress,
-                           workers=jobs if jobs > 1 else 0, scaled=hip_scaled.scaled_specs_kwargs(prof, seed=seed))
+                           workers=jobs if jobs > 1 else 0, scaled=hip_scaled.scaled_specs_kwargs(prof, seed=seed),
+                           tasks=tasks)
 
 
 #: longest a notebook cell may run (seconds) before its kernel is stopped: the book's cells read runs back and

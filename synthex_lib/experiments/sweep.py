@@ -30,12 +30,13 @@ from synthex_lib.core.cluster import ClusterOptions, describe, run_units
 from synthex_lib.core.config import Profile, get_profile
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.core.hashing import stable_hash
-from synthex_lib.experiments import hip, hip_adaptation, hip_scaled, results
+from synthex_lib.experiments import hip, hip_adaptation, hip_scaled, results, task_runs
 
 #: the studies a sweep can run, by name -> the function running one run of it
 STUDIES = {"hip-controlled": hip_adaptation.run_controlled,
            "cyclegan": hip_adaptation.cyclegan_checkpoint,
-           "hip-scaled": hip_scaled.run_scaled_experiment}
+           "hip-scaled": hip_scaled.run_scaled_experiment,
+           "task": task_runs.run_task_experiment}
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,15 @@ def hip_sweep(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str =
               domains: tuple[str, ...] = hip.DOMAINS, presets: tuple[str, ...] = ("regular", "strong"),
               progress: bool = True, data_path: str | None = None, workers: int | None = 0,
               scheduler: str | None = None, slurm: dict[str, Any] | None = None, device: str = "auto",
-              scaled: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+              scaled: list[dict[str, Any]] | None = None, tasks: list[dict[str, Any]] | None = None
+              ) -> list[dict[str, Any]]:
     """Run (or read back) every (domain, preset, held-out specimen) of the controlled study and return the
     stored records. ``domains`` may include the adaptation rows (``realistic-cyclegan``, ``naive-adda`` ...,
     :data:`~synthex_lib.experiments.hip_adaptation.ADAPTED`). ``scaled``: the arguments of scaled-up runs
     (:func:`hip_scaled.scaled_specs_kwargs`), which join the first wave (read their records back with
-    :func:`hip_scaled.run_scaled_experiment`). The data are generated first, in this process;
+    :func:`hip_scaled.run_scaled_experiment`). ``tasks``: the arguments of tool and COVID-19 runs
+    (:func:`task_runs.task_specs_kwargs`, which generates their data), which join the first wave too (read them
+    back with :func:`task_runs.run_task_experiment`). The data are generated first, in this process;
     the runs then go to the cluster (``workers=0``: in this process) in three waves, so that no two tasks train
     the same model: the plain rows (which ADDA starts from), the CycleGAN models (one per synthetic domain and
     held-out specimen), then the adaptation rows. Failed runs are recorded and left out, with one line each."""
@@ -122,6 +126,7 @@ def hip_sweep(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str =
     if scaled:
         hip_scaled.scaled_dir(profile, seed)
     plain = [RunSpec("hip-scaled", profile, {**kw, **extra}) for kw in scaled or []]
+    plain += [RunSpec("task", profile, {**kw, **extra}) for kw in tasks or []]
     plain += [s for s in specs if s.kwargs["train_domain"] in hip.DOMAINS]
     adapted = [s for s in specs if s.kwargs["train_domain"] in hip_adaptation.ADAPTED]
     cyclegans = sorted({(hip_adaptation.ADAPTED[s.kwargs["train_domain"]][0], s.kwargs["test_group"])
@@ -138,3 +143,25 @@ def hip_sweep(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str =
                     print(f"sweep: run failed ({out['label']}): {out['error']}; recorded in {out['record']}")
     return [hip_adaptation.run_controlled(spec.profile, progress=False, **spec.kwargs) for spec in specs
             if outcomes[id(spec)]["status"] == "done"]
+
+
+def task_sweep(profile: str | Profile = "smoke", task: str = "tool", *, seed: int = 0, dataset: str = "lab",
+               data_path: str | None = None, dr_preset: str = "strong", progress: bool = True,
+               workers: int | None = 0, scheduler: str | None = None, slurm: dict[str, Any] | None = None,
+               device: str = "auto") -> list[dict[str, Any]]:
+    """Every run of a tool or COVID-19 study (Sim2Real and the Real2Real folds of
+    :mod:`~synthex_lib.experiments.task_runs`) as Dask tasks; returns the stored records of the runs that did not
+    fail (a failed run is recorded and reported with one line)."""
+    profile = get_profile(profile)
+    kws = task_runs.task_specs_kwargs(profile, task, seed=seed, dataset=dataset, data_path=data_path,
+                                      dr_preset=dr_preset)
+    extra = {"device": device} if device != "auto" else {}
+    specs = [RunSpec("task", profile, {**kw, **extra}) for kw in kws]
+    done = []
+    for spec, out in zip(specs, run_sweep(specs, workers=workers, scheduler=scheduler, slurm=slurm,
+                                          progress=progress), strict=True):
+        if out["status"] == "done":
+            done.append(task_runs.run_task_experiment(profile, progress=False, **spec.kwargs))
+        else:
+            print(f"sweep: run failed ({out['label']}): {out['error']}; recorded in {out['record']}")
+    return done

@@ -28,6 +28,7 @@ from synthex_lib.core.config import PROFILES, Profile, get_profile
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.core.hashing import code_digest, sha256_cached, sha256_file, stable_hash
 from synthex_lib.datasets.layout import H5_LIBVER, write_landmark_names
+from synthex_lib.generate.annotation import MANUAL_ANNOTATION
 from synthex_lib.generate.lab_source import REALITY_VERSION
 from synthex_lib.generate.render import load_npz
 from synthex_lib.generate.tasks import GENERATOR_VERSION, LABEL_RULE, LABEL_THRESHOLD_MM, REAL, TaskSpec, get_task
@@ -176,6 +177,9 @@ def file_attrs(task: TaskSpec, profile: Profile, seed: int, dataset: str, domain
         "label_threshold_mm": LABEL_THRESHOLD_MM, "profile_json": json.dumps(dataset_config(profile), sort_keys=True),
         "real_is_emulated": bool(domain == REAL and dataset == "lab"),
         **({"reality_version": REALITY_VERSION} if domain == REAL and dataset == "lab" else {}),
+        **({"source_cohort": (task.real_cohort or task.cohort) if domain == REAL else task.cohort}
+           if not task.controlled else {}),
+        **({"annotation": MANUAL_ANNOTATION.describe()} if domain == REAL and task.kind == "tool" else {}),
     }
 
 

@@ -46,7 +46,15 @@ from synthex_lib.generate.cache import (
 from synthex_lib.generate.poses import sample_projections
 from synthex_lib.generate.render import ImageSet, Unit, chunk_file, run_unit
 from synthex_lib.generate.sources import get_source
-from synthex_lib.generate.tasks import ALL_DOMAINS, REAL, TASK_DEVICES, TaskSpec, get_task, task_device
+from synthex_lib.generate.tasks import (
+    ALL_DOMAINS,
+    REAL,
+    TASK_DEVICES,
+    TaskSpec,
+    get_task,
+    images_per_specimen,
+    task_device,
+)
 
 DEFAULT_CHUNK = 8
 
@@ -67,14 +75,17 @@ def _image_sets(task: TaskSpec, profile: Profile, seed: int, dataset: str, domai
     dev_name = TASK_DEVICES[task.kind]
     dev = task_device(task.kind, dev_name, profile.sim.detector_px)
     sims = tuple(d for d in domains if d != REAL)
-    for i, spec in enumerate(lab_source.load_lab_cohort(task.cohort, profile, seed)):
-        group = f"{i + 1:02d}"
-        if sims:
-            P = sample_projections(task.kind, spec, dev, profile.sim.sim_per_specimen, seed, task.name, "sim", group)
+    n_sim, n_real = images_per_specimen(task, profile.sim)
+    if sims:
+        for i, spec in enumerate(lab_source.load_lab_cohort(task.cohort, profile, seed)):
+            group = f"{i + 1:02d}"
+            P = sample_projections(task.kind, spec, dev, n_sim, seed, task.name, "sim", group)
             case = ControlledCase(group, spec, P, (dev.cols, dev.rows), None, dev_name)
             yield ImageSet("sim", case, sims, "", shear=task.kind == "chest")
-        if REAL in domains:
-            P = sample_projections(task.kind, spec, dev, profile.sim.real_per_specimen, seed, task.name, "real", group)
+    if REAL in domains:
+        for i, spec in enumerate(lab_source.load_lab_cohort(task.real_cohort or task.cohort, profile, seed)):
+            group = f"{i + 1:02d}"
+            P = sample_projections(task.kind, spec, dev, n_real, seed, task.name, "real", group)
             yield ImageSet("real", ControlledCase(group, spec, P, (dev.cols, dev.rows), None, dev_name), (REAL,))
 
 

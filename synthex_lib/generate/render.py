@@ -27,6 +27,7 @@ from synthex_lib.core.constants import HIP_LABELS, HIP_LANDMARK_LABELS
 from synthex_lib.core.errors import DataError
 from synthex_lib.core.seeding import seeded_rng
 from synthex_lib.datasets.cases import ControlledCase
+from synthex_lib.generate.annotation import annotate
 from synthex_lib.generate.tasks import (
     CHEST_SHEAR_DEG,
     LABEL_RULE,
@@ -287,6 +288,10 @@ def run_unit(unit: Unit, case: ControlledCase) -> list[str]:
                 sel = slice(unit.start, unit.stop)
                 parts = {k: np.asarray(v[sel]) for k, v in case.P_parts.items()}
                 lab = chunk_labels(task, vols, case.P[sel], tuple(case.image_size), unit.profile, parts)
+                if task.kind == "tool" and unit.set_key == REAL:  # annotated by hand, as the paper's real images
+                    rngs = [_image_rng(unit, i, "annotation") for i in range(unit.start, unit.stop)]
+                    lab["segs"], lab["lands"], lab["visible"] = annotate(lab["segs"], lab["lands"], lab["visible"],
+                                                                         unit.pixel_mm, rngs)
             sel = slice(unit.start, unit.stop)
             lab["P"] = np.asarray(case.P[sel], np.float64)
             if case.P_true is not None:

@@ -3,8 +3,11 @@
 * ``hip-controlled``: the precisely matched study: real images (emulated in the lab) and their naive,
   heuristic and realistic replicas at the same specimen and ``P``, with the same labels;
 * ``hip-scaled``: realistic images per CT of the ``scale`` cohort;
-* ``tool``: the continuum manipulator in a hip, labels = tool mask, landmarks base and tip;
-* ``chest``: chest CTs with COVID-19 lesions, a random CT shear of +-30 deg per simulated image.
+* ``tool``: the continuum manipulator in a hip, labels = tool mask, landmarks base and tip; simulated
+  images of the ``tool`` cohort (scenes in ``scale`` hips), emulated real images of the ``tool-lab``
+  cohort (the CM in each lab specimen) with a manual annotator's error on their labels;
+* ``chest``: chest CTs with COVID-19 lesions, a random CT shear of +-30 deg per simulated image; emulated
+  chest radiographs of other patients (the ``chest-real`` cohort).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from synthex_lib import geometry
+from synthex_lib.core.config import SimConfig
 from synthex_lib.core.constants import HIP_LANDMARKS, TOOL_LANDMARKS
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.simulate.scanner import CHEST_PANEL
@@ -42,6 +46,8 @@ class TaskSpec:
         cohort: lab cohort of its specimens; controlled: matched real/replica image sets;
         default_domains: domains generated when none are asked for;
         landmarks: landmark names stored in the files.
+        real_cohort: cohort of the emulated real images when it is not ``cohort`` (other specimens than the
+            simulated training images', as the paper's real images are of other patients).
     """
 
     name: str
@@ -50,14 +56,24 @@ class TaskSpec:
     controlled: bool
     default_domains: tuple[str, ...]
     landmarks: tuple[str, ...]
+    real_cohort: str | None = None
 
 
 TASKS: dict[str, TaskSpec] = {
     "hip-controlled": TaskSpec("hip-controlled", "hip", "lab", True, ALL_DOMAINS, HIP_LANDMARKS),
     "hip-scaled": TaskSpec("hip-scaled", "hip", "scale", False, ("realistic",), HIP_LANDMARKS),
-    "tool": TaskSpec("tool", "tool", "tool", False, ("realistic", REAL), TOOL_LANDMARKS),
-    "chest": TaskSpec("chest", "chest", "chest", False, ("realistic", REAL), ()),
+    "tool": TaskSpec("tool", "tool", "tool", False, ("realistic", REAL), TOOL_LANDMARKS, real_cohort="tool-lab"),
+    "chest": TaskSpec("chest", "chest", "chest", False, ("realistic", REAL), (), real_cohort="chest-real"),
 }
+
+
+def images_per_specimen(task: TaskSpec, sim: SimConfig) -> tuple[int, int]:
+    """(simulated, real) images per specimen of a task outside the controlled study, from the profile's ``sim``."""
+    if task.kind == "tool":
+        return sim.tool_sim_per_config, sim.tool_real_per_specimen
+    if task.kind == "chest":
+        return sim.chest_sim_per_specimen, sim.chest_real_per_specimen
+    return sim.sim_per_specimen, sim.real_per_specimen
 
 
 def get_task(name: str) -> TaskSpec:

@@ -101,8 +101,16 @@ def dice_per_image(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> float:
 
 
 def binary_confusion_metrics(pred: np.ndarray, gt: np.ndarray, eps: float = 1e-4) -> dict[str, float]:
-    """Per-image sensitivity, specificity, precision, accuracy, F1, F2 of a binary mask (official COVID test)."""
+    """Per-image sensitivity, specificity, precision, accuracy, F1 and F2 of a binary mask (the official COVID
+    ``test.py``): each ratio smoothed as ``(x + eps) / (y + eps)``, so an empty class on both sides scores 1.
+
+    F-beta is ``(1 + b^2) P R / (b^2 P + R)`` of the smoothed precision P and sensitivity R. The official script
+    adds ``eps`` to the numerator and denominator of F-beta as well, which gives ``1 + b^2`` (F1 = 2, F2 = 5)
+    when P and R are both near 0, an empty prediction on an image with a lesion; we keep the limit (near 0) instead.
+    """
     p, g = np.asarray(pred, bool), np.asarray(gt, bool)
+    if p.shape != g.shape:
+        raise ValueError(f"prediction and ground truth masks differ in shape: {p.shape} vs {g.shape}")
     tp, tn = float((p & g).sum()), float((~p & ~g).sum())
     fp, fn = float((p & ~g).sum()), float((~p & g).sum())
     sens = (tp + eps) / (tp + fn + eps)
@@ -111,7 +119,8 @@ def binary_confusion_metrics(pred: np.ndarray, gt: np.ndarray, eps: float = 1e-4
     acc = (tp + tn + eps) / (tp + tn + fp + fn + eps)
 
     def fbeta(beta: float) -> float:
-        return (1 + beta**2) * (prec * sens + eps) / (beta**2 * prec + sens + eps)
+        den = beta**2 * prec + sens
+        return (1 + beta**2) * prec * sens / den if den > 0 else 0.0
 
     return {"sensitivity": sens, "specificity": spec, "precision": prec, "accuracy": acc,
             "f1": fbeta(1.0), "f2": fbeta(2.0)}

@@ -116,6 +116,26 @@ def welch_tost(a: np.ndarray, b: np.ndarray, margin: float) -> float:
     return max(p_low, p_high)
 
 
+def pitman_morgan(a: np.ndarray, b: np.ndarray, alternative: str = "less") -> float:
+    """One-tailed Pitman-Morgan test of paired variances: P that var(``a``) < var(``b``) (``"less"``) or >
+    (``"greater"``) by chance. For pairs, var(a) - var(b) = cov(a + b, a - b), so the test is the t-test of the
+    correlation r of the sums and differences, ``t = r sqrt(n - 2) / sqrt(1 - r^2)`` with n - 2 degrees of
+    freedom (Pitman 1939, Morgan 1939). Non-finite pairs are dropped; NaN with fewer than 3 pairs or with
+    constant sums or differences."""
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    x, y = paired_values(a, b)
+    n = x.size
+    s, d = x + y, x - y
+    if n < 3 or np.std(s) == 0 or np.std(d) == 0:
+        return float("nan")
+    r = float(np.corrcoef(s, d)[0, 1])
+    if abs(r) >= 1:
+        return 0.0 if (r < 0) == (alternative == "less") else 1.0
+    t = r * np.sqrt(n - 2) / np.sqrt(1 - r * r)
+    return float(sps.t.cdf(t, n - 2) if alternative == "less" else sps.t.sf(t, n - 2))
+
+
 def mean_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
     """Paired effect size: mean of ``a - b`` with its t confidence interval, and Cohen's d_z
     (mean difference / standard deviation of the differences)."""

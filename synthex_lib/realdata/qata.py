@@ -17,10 +17,12 @@ Images load as float32 in [0, 1] (8-bit / 255; colour PNGs averaged to grey), ma
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import SimpleITK as sitk
 import torch
@@ -28,6 +30,8 @@ import torch.nn.functional as F
 
 from synthex_lib.core import paths
 from synthex_lib.core.errors import ConfigError, DataError
+from synthex_lib.core.seeding import seeded_rng
+from synthex_lib.datasets.layout import H5_LIBVER, SpecimenImages, write_group, write_landmark_names
 
 SPLITS_V2 = ("Train Set", "Test Set")
 FOLD_SPLITS = ("train", "valid", "test")
@@ -184,3 +188,46 @@ def resize_pair(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarra
     out = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0, 0].numpy()
     mout = F.interpolate(m, size=(size, size), mode="nearest-exact")[0, 0].numpy()
     return np.clip(out, 0, 1).astype(np.float32), mout.astype(np.uint8)
+
+
+#: the groups of a QaTa-COV19 file in the layout of :mod:`synthex_lib.datasets.layout`: the five folds' test sets
+QATA_FOLDS = 5
+
+
+def fold_of_pairs(qata: QaTaCOV19, seed: int = 0) -> list[list[Pair]]:
+    """The five folds of the real-image test: the SyntheX re-split's ``Fold<k>/test`` sets (``folds`` layout), else
+    every masked pair (sorted by name) dealt into five folds by ``seeded_rng(seed, "qata-folds")`` (v1, v2)."""
+    if qata.layout == "folds":
+        return [qata.select("test", k) for k in range(1, QATA_FOLDS + 1)]
+    pairs = sorted(qata.pairs, key=lambda p: (p.split, p.name))
+    if len(pairs) < QATA_FOLDS:
+        raise DataError(f"{qata.root}: {len(pairs)} masked image(s), fewer than the {QATA_FOLDS} folds of the test")
+    order = seeded_rng(seed, "qata-folds").permutation(len(pairs))
+    return [[pairs[i] for i in sorted(order[k::QATA_FOLDS])] for k in range(QATA_FOLDS)]
+
+
+def write_qata_layout(qata: QaTaCOV19, out: str | os.PathLike[str], size: int, seed: int = 0) -> Path:
+    """Write the masked images of ``qata`` as one ``real.h5`` of the project's layout (atomically): groups ``"01"``
+    .. ``"05"`` (the folds of :func:`fold_of_pairs`), images in [0, 1] resized to ``size`` x ``size``, masks {0, 1},
+    no landmarks. Returns the file's path."""
+    path = Path(out)
+    folds = fold_of_pairs(qata, seed)
+    with paths.atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", libver=H5_LIBVER) as f:
+            for k, v in {"task": "chest", "domain": "real", "dataset": "qata-cov19", "projector": "real",
+                         "image_size": int(size), "real_is_emulated": False, "layout": qata.layout,
+                         "source": str(qata.root), "seed": int(seed)}.items():
+                f.attrs[k] = v
+            write_landmark_names(f, [])
+            for k, pairs in enumerate(folds, start=1):
+                imgs, masks = [], []
+                for p in pairs:
+                    img, mask = QaTaCOV19.load(p)
+                    img, mask = resize_pair(img, mask, size)
+                    imgs.append(img)
+                    masks.append(mask)
+                n = len(imgs)
+                write_group(f, f"{k:02d}", SpecimenImages(np.stack(imgs), np.stack(masks),
+                                                          np.zeros((n, 2, 0), np.float32), np.zeros((n, 0), bool),
+                                                          attrs={"names": json.dumps([p.name for p in pairs])}))
+    return path

@@ -20,6 +20,8 @@ Only rounding differs from :meth:`MultiTaskHeads.forward` (a test compares value
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,13 +39,22 @@ class MultiTaskHeads(nn.Module):
     def __init__(self, features: int, num_classes: int, num_landmarks: int) -> None:
         super().__init__()
         self.seg_head = nn.Conv2d(features, num_classes, kernel_size=3, padding=1)
-        self.land_head = nn.Sequential(
-            nn.Conv2d(features + num_classes, num_landmarks + num_classes, kernel_size=1, bias=False),
-            nn.Conv2d(num_landmarks + num_classes, num_landmarks, kernel_size=1, bias=False),
-        )
+        with warnings.catch_warnings():  # a task without landmarks has an empty last layer, nothing to initialise
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
+            self.land_head = nn.Sequential(
+                nn.Conv2d(features + num_classes, num_landmarks + num_classes, kernel_size=1, bias=False),
+                nn.Conv2d(num_landmarks + num_classes, num_landmarks, kernel_size=1, bias=False),
+            )
+
+    def _no_heatmaps(self, feats: torch.Tensor) -> torch.Tensor:
+        """A task without landmarks (the lesion task): ``[B, 0, H, W]``."""
+        b, _, h, w = feats.shape
+        return feats.new_zeros((b, 0, h, w))
 
     def forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         seg = self.seg_head(feats)
+        if self.land_head[1].out_channels == 0:
+            return {"seg_logits": seg, "heatmaps": self._no_heatmaps(feats)}
         return {"seg_logits": seg, "heatmaps": self.land_head(torch.cat([feats, seg], dim=1))}
 
     def fused_forward(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -54,6 +65,8 @@ class MultiTaskHeads(nn.Module):
         seg = F.conv2d(feats, _pad_rows(conv.weight, SIMD_CHANNELS), _pad_rows(conv.bias, SIMD_CHANNELS)
                        if conv.bias is not None else None, conv.stride, conv.padding)
         first, second = self.land_head
+        if second.out_channels == 0:
+            return {"seg_logits": seg[:, :c], "heatmaps": self._no_heatmaps(feats)}
         m = second.weight.flatten(1) @ first.weight.flatten(1)  # [L, F + C]: the two 1x1 maps composed
         m = F.pad(m, (0, seg.shape[1] - c))  # zero columns for the zero padded segmentation channels
         z = torch.cat([feats, seg], dim=1)  # [B, F + C_padded, H, W]
