@@ -122,21 +122,20 @@ def _execute_one(nb: str, out: str, parameters: dict[str, Any], cwd: str, cell_t
     gets the notebook executed again, up to ``retries`` times, with one line saying so. Returns (notebook,
     seconds, error or None)."""
     t0 = time.perf_counter()
-    for attempt in range(retries + 1):
+    attempt = 0
+    while True:
         try:
             pm.execute_notebook(nb, out, parameters=parameters, kernel_name="python3", cwd=cwd, progress_bar=False,
                                 log_output=False, request_save_on_cell_execute=False, execution_timeout=cell_timeout)
+            return nb, time.perf_counter() - t0, None
         except pm.PapermillExecutionError as exc:  # a cell raised: executing again would raise again
             return nb, time.perf_counter() - t0, f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         except Exception as exc:  # the kernel died, or a cell ran past the timeout
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            if attempt < retries:
-                print(f"[synthex book] {Path(nb).name}: {error}; executing it again ({attempt + 1} of {retries})",
-                      flush=True)
-                continue
-            return nb, time.perf_counter() - t0, error
-        return nb, time.perf_counter() - t0, None
-    raise AssertionError("unreachable")  # pragma: no cover
+            if attempt >= retries:
+                return nb, time.perf_counter() - t0, error
+            attempt += 1
+            print(f"[synthex book] {Path(nb).name}: {error}; executing it again ({attempt} of {retries})", flush=True)
 
 
 def notebook_key(nb_path: Path, parameters: dict[str, Any]) -> str:
