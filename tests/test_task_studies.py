@@ -216,6 +216,8 @@ def test_claims_tables_and_verdicts(runs):
     converged = [dict(r, metrics=dict(r["metrics"], converged=True)) for r in runs["chest"]]
     claims = task_analysis.check_task_claims(converged, "chest")
     assert not claims["verdict"].str.startswith("not testable").any()
+    spread = task_analysis.check_task_claims(runs["tool"], "tool").set_index("claim").iloc[2]
+    assert spread["test"].startswith("Pitman-Morgan") and not spread["A - B (95% CI)"].startswith("+0.00 [")
     assert task_analysis.task_verdict(runs["tool"][:1], "tool").startswith("**Not run")
 
 

@@ -142,6 +142,16 @@ def results_table(records: list[dict[str, Any]], task: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
 
 
+def _difference(kind: str, x: np.ndarray, y: np.ndarray, eff: dict[str, float], digits: int) -> str:
+    """The effect of a claim: the mean paired difference with its 95 % CI, or for a spread claim the difference of
+    the standard deviations (the Pitman-Morgan test gives its P, not an interval)."""
+    if kind == "less spread":
+        return f"SD {np.std(x) - np.std(y):+.{digits}f}" if x.size else "n/a"
+    if not np.isfinite(eff["diff"]):
+        return "n/a"
+    return f"{eff['diff']:+.{digits}f} [{eff['low']:+.{digits}f}, {eff['high']:+.{digits}f}]"
+
+
 def check_task_claims(records: list[dict[str, Any]], task: str, alpha: float = 0.05) -> pd.DataFrame:
     """The paper's claims on ``task`` tested on our runs (see the module docstring): one row per claim with the
     paper's finding and source, our means, the mean paired difference A - B with its 95 % CI, the test, P, the
@@ -169,8 +179,7 @@ def check_task_claims(records: list[dict[str, Any]], task: str, alpha: float = 0
                     else f"{np.mean(x):.{digits}f} vs {np.mean(y):.{digits}f}")
         rows.append({"claim": c["claim"], "metric": METRIC_NAMES[c["metric"]], "paper": c["paper"],
                      "ours (A vs B)": ours,
-                     "A - B (95% CI)": (f"{eff['diff']:+.{digits}f} [{eff['low']:+.{digits}f}, "
-                                        f"{eff['high']:+.{digits}f}]" if np.isfinite(eff["diff"]) else "n/a"),
+                     "A - B (95% CI)": _difference(c["kind"], x, y, eff, digits),
                      "pairs": int(x.size), "test": test, "_p": p, "_ok": not reason, "_why": reason})
     df = pd.DataFrame(rows)
     adjusted = holm(np.where(df["_ok"].to_numpy(), df["_p"].to_numpy(float), np.nan))

@@ -50,7 +50,7 @@ def plot_validation_curves(records: list[dict[str, Any]]) -> plt.Figure:
         k = int(np.argmin(v))
         ax.plot([ep[k]], [v[k]], "o", color=line.get_color())
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation loss (−1 is perfect)")
+    ax.set_ylabel("validation loss (lower is better)")
     ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
