@@ -259,3 +259,14 @@ def test_qata_folds_and_the_real_data_path(smoke_data, tmp_path, layout):
     assert rec["parameters"]["test_groups"] == ["02"] and rec["metrics"]["images"] == len(folds[1])
     sim = task_runs.run_task_experiment(TINY, task="chest", dataset="qata-cov19", data_path=str(base), progress=False)
     assert sim["metrics"]["images"] == len(names)
+
+
+def test_cli_sweep_runs_a_task_and_refuses_an_unknown_one(smoke_data, capsys):
+    from synthex_lib.cli import main
+
+    args = ["sweep", "--profile", "smoke", "--task", "tool", "--workers", "0", "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Sim2Real" in out and "Real2Real" in out
+    assert main(["sweep", "--profile", "smoke", "--task", "hip", "--workers", "0"]) == 2
+    assert "--task 'hip'" in capsys.readouterr().err
