@@ -15,7 +15,8 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 # train networks run in lax mode with explicitly checked cells (# NBVAL_CHECK_OUTPUT).
 NBVAL_STRICT := notebooks/00_virtual_lab.ipynb notebooks/01_simulation.ipynb notebooks/02_domain_randomization.ipynb
 NBVAL_LAX := notebooks/03_domain_adaptation.ipynb notebooks/04_training.ipynb notebooks/05_results_hip.ipynb \
-	notebooks/06_scaled_up.ipynb notebooks/07_tool_detection.ipynb notebooks/08_covid_lesions.ipynb
+	notebooks/06_scaled_up.ipynb notebooks/07_tool_detection.ipynb notebooks/08_covid_lesions.ipynb \
+	notebooks/09_image_resolution.ipynb
 NBVAL_OPTS := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --nbval-cell-timeout=900
 
 .PHONY: venv data book test unit nbval book-check browser nbval-refresh lint bench bench-gpu deepdrr-env lock clean help

@@ -44,3 +44,4 @@ def test_console_script_runs():
     proc = subprocess.run([str(exe), "profiles", "--name", "paper"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "18,000" not in proc.stderr
     assert "image_size" in proc.stdout and "360" in proc.stdout
+    assert "paper: chest:real: epochs=50" in proc.stdout  # the per-task schedules are listed too

@@ -39,3 +39,30 @@ def test_unknown_override_field():
 def test_override_keeps_other_fields():
     p = get_profile("quick", epochs=3)
     assert p.train.epochs == 3 and p.train.image_size == PROFILES["quick"].train.image_size
+
+
+def test_task_train_overrides_one_tasks_runs_most_specific_key_last():
+    import dataclasses
+
+    p = dataclasses.replace(get_profile("quick"), task_train={"chest": {"epochs": 7, "lr": 1e-3},
+                                                              "chest:real": {"epochs": 9}})
+    assert p.for_run("chest", "realistic").train.epochs == 7 and p.for_run("chest", "real").train.epochs == 9
+    assert p.for_run("chest", "real").train.lr == 1e-3 and p.for_run("tool", "real") is p
+    assert p.for_run("chest", "real").train.batch_size == p.train.batch_size
+    assert p.to_dict()["task_train"]["chest:real"] == {"epochs": 9}
+    with pytest.raises(ConfigError, match=r"task_train\['chest'\].*'epoch'"):
+        dataclasses.replace(p, task_train={"chest": {"epoch": 3}}).validate()
+    with pytest.raises(ConfigError, match="parameter 'epochs'"):
+        dataclasses.replace(p, task_train={"chest": {"epochs": 0}}).for_run("chest", "real")
+
+
+def test_paper_profile_trains_covid_as_the_paper():
+    p = get_profile("paper")  # NMI Methods: Sim2Real 20 epochs, the five-fold Real2Real 50
+    assert p.for_run("chest", "realistic").train.epochs == 20 and p.for_run("chest", "real").train.epochs == 50
+
+
+def test_an_explicit_override_beats_the_task_schedule():
+    p = get_profile("quick", epochs=160)  # quick trains the lesion task 120 epochs unless told otherwise
+    assert p.for_run("chest", "real").train.epochs == 160 and "chest" not in p.task_train
+    q = get_profile("paper", lr=0.05)
+    assert q.for_run("chest", "real").train.epochs == 50 and q.for_run("chest", "real").train.lr == 0.05

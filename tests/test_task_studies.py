@@ -5,6 +5,7 @@ claims and bad input; QaTa-COV19 in its real layouts runs the same code."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -24,7 +25,9 @@ from synthex_lib.realdata.fixtures import write_qata_fixture
 from synthex_lib.realdata.qata import QaTaCOV19, fold_of_pairs
 
 SMOKE = get_profile("smoke")
-TINY = get_profile("smoke", epochs=1, max_iterations=2, unet_channels=(4, 8), batch_size=2)
+# the COVID-19 Real2Real folds get a schedule of their own (Profile.task_train), as the paper's 50 epochs
+TINY = dataclasses.replace(get_profile("smoke", epochs=1, max_iterations=2, unet_channels=(4, 8), batch_size=2),
+                           task_train={"chest:real": {"max_iterations": 3}})
 
 
 # --- metrics and statistics on hand-computed cases ----------------------------------------------------------
@@ -196,6 +199,9 @@ def test_runs_pair_every_real_image_once(runs):
         assert sorted(seen) == sorted(zip(sim["per_image"]["group"], sim["per_image"]["image"], strict=True))
         for r in real:  # a fold trains on the other folds' specimens only
             assert not set(r["metrics"]["train_groups"]) & set(r["parameters"]["test_groups"])
+        for r in (sim, *real):  # each run trained, and is keyed, by its task's schedule
+            steps = 3 if (task, r["parameters"]["train_domain"]) == ("chest", "real") else 2
+            assert r["parameters"]["train"]["max_iterations"] == steps and r["history"][-1]["step"] == steps
         # read back, not retrained
         again = task_runs.run_task_experiment(TINY, progress=False, **task_runs.task_specs_kwargs(TINY, task)[0])
         assert again["run_id"] == sim["run_id"]

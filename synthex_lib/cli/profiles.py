@@ -22,6 +22,10 @@ def run(args: argparse.Namespace) -> int:
         for f in flat[0]:
             if (section_of(f) if f not in DESIGN_FIELDS else "study") == section:
                 print(f"  {f:{width - 2}}  " + "  ".join(f"{str(d[f]):>12}" for d in flat))
+    print("[task_train]  (training fields that differ for one task's runs, 'task' or 'task:train_domain')")
+    for p in profiles:
+        for key, changes in p.task_train.items():
+            print(f"  {p.name}: {key}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
     for p in profiles:
         print(f"\n{p.name}: {p.description}")
     return 0

@@ -104,9 +104,11 @@ def prepare_runs(profile: str, seed: int = 0, progress: bool = True, jobs: int =
     the sweep's records (failed runs are reported by the sweep and left out)."""
     prof = get_profile(profile)
     tasks = [kw for task in task_runs.KINDS for kw in task_runs.task_specs_kwargs(prof, task, seed=seed)]
-    return sweep.hip_sweep(prof, seed=seed, domains=hip.ALL_DOMAINS, progress=progress,
-                           workers=jobs if jobs > 1 else 0, scaled=hip_scaled.scaled_specs_kwargs(prof, seed=seed),
-                           tasks=tasks)
+    workers = jobs if jobs > 1 else 0
+    records = sweep.hip_sweep(prof, seed=seed, domains=hip.ALL_DOMAINS, progress=progress, workers=workers,
+                              scaled=hip_scaled.scaled_specs_kwargs(prof, seed=seed), tasks=tasks)
+    by_size = sweep.resolution_sweep(prof, seed=seed, progress=progress, workers=workers)  # its base size: read back
+    return records + [r for size, recs in by_size.items() if size != prof.train.image_size for r in recs]
 
 
 #: longest a notebook cell may run (seconds) before its kernel is stopped: the book's cells read runs back and

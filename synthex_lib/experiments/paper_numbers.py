@@ -50,3 +50,36 @@ def paper_hip_table(source: str | None = None) -> pd.DataFrame:
     df = pd.DataFrame(_ROWS, columns=["source", "train_domain", "dr_preset", "landmark_mm_mean", "landmark_mm_std",
                                       "dice_mean", "dice_std"])
     return df if source is None else df[df["source"] == source].reset_index(drop=True)
+
+
+#: preprint Tables 4 (Dice) and 5 (landmark mm at the NCC > 0.9 activation) at 180 x 180 and 480 x 480 px, the
+#: rows without adaptation: (image px, train domain, DR preset, landmark mean, landmark std, dice mean, dice std);
+#: the 360 px column is :data:`_ROWS`' preprint rows
+_RESOLUTION_ROWS: list[tuple[int, str, str, float, float, float, float]] = [
+    (180, "real", "regular", 9.98, 22.58, 0.775, 0.235),
+    (180, "real", "strong", 7.78, 11.94, 0.784, 0.214),
+    (180, "realistic", "regular", 14.33, 32.61, 0.730, 0.240),
+    (180, "realistic", "strong", 8.41, 14.47, 0.787, 0.211),
+    (180, "heuristic", "regular", 20.84, 44.16, 0.669, 0.273),
+    (180, "heuristic", "strong", 10.69, 22.92, 0.737, 0.249),
+    (180, "naive", "regular", 13.12, 30.87, 0.689, 0.256),
+    (180, "naive", "strong", 13.03, 21.20, 0.680, 0.278),
+    (480, "real", "regular", 8.98, 21.38, 0.739, 0.266),
+    (480, "real", "strong", 7.59, 16.12, 0.751, 0.265),
+    (480, "realistic", "regular", 14.96, 34.45, 0.720, 0.256),
+    (480, "realistic", "strong", 13.06, 26.52, 0.700, 0.279),
+    (480, "heuristic", "regular", 17.59, 39.55, 0.655, 0.277),
+    (480, "heuristic", "strong", 12.85, 29.49, 0.668, 0.298),
+    (480, "naive", "regular", 18.53, 40.88, 0.653, 0.278),
+    (480, "naive", "strong", 19.46, 37.48, 0.578, 0.305),
+]
+
+
+def paper_resolution_table() -> pd.DataFrame:
+    """The preprint's Tables 4-5 rows without adaptation at 180, 360 and 480 px (columns: px, train_domain,
+    dr_preset, landmark_mm_mean, landmark_mm_std, dice_mean, dice_std)."""
+    cols = ["px", "train_domain", "dr_preset", "landmark_mm_mean", "landmark_mm_std", "dice_mean", "dice_std"]
+    mid = paper_hip_table("preprint").drop(columns="source").assign(px=360)
+    mid = mid[mid["train_domain"].isin({r[1] for r in _RESOLUTION_ROWS})]
+    df = pd.concat([pd.DataFrame(_RESOLUTION_ROWS, columns=cols), mid[cols]], ignore_index=True)
+    return df.sort_values(["px", "dr_preset", "train_domain"]).reset_index(drop=True)

@@ -30,7 +30,7 @@ from synthex_lib.core.cluster import ClusterOptions, describe, run_units
 from synthex_lib.core.config import Profile, get_profile
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.core.hashing import stable_hash
-from synthex_lib.experiments import hip, hip_adaptation, hip_scaled, results, task_runs
+from synthex_lib.experiments import hip, hip_adaptation, hip_resolution, hip_scaled, results, task_runs
 
 #: the studies a sweep can run, by name -> the function running one run of it
 STUDIES = {"hip-controlled": hip_adaptation.run_controlled,
@@ -48,7 +48,8 @@ class RunSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs.items()) if k not in ("progress",))
+        size = [] if self.profile.is_registered else [f"image_size={self.profile.train.image_size}"]
+        return ", ".join([*(f"{k}={v}" for k, v in sorted(self.kwargs.items()) if k not in ("progress",)), *size])
 
 
 def failed_dir(profile: str) -> Path:
@@ -66,7 +67,8 @@ def execute(spec: RunSpec) -> dict[str, Any]:
         return {"status": "done", "run_id": run_id, "label": spec.label()}
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        path = failed_dir(spec.profile.name) / f"{spec.study}-{stable_hash([spec.study, spec.kwargs], 12)}.json"
+        key = stable_hash([spec.study, spec.kwargs, spec.profile.to_dict()], 12)
+        path = failed_dir(spec.profile.name) / f"{spec.study}-{key}.json"
         paths.atomic_write_text(path, json.dumps({"study": spec.study, "profile": spec.profile.name,
                                                   "arguments": spec.kwargs, "error": error,
                                                   "traceback": traceback.format_exc(), "failed": results.now_iso()},
@@ -165,3 +167,43 @@ def task_sweep(profile: str | Profile = "smoke", task: str = "tool", *, seed: in
         else:
             print(f"sweep: run failed ({out['label']}): {out['error']}; recorded in {out['record']}")
     return done
+
+
+def resolution_specs(profile: str | Profile, *, seed: int = 0, dataset: str = "lab",
+                     domains: tuple[str, ...] = hip_resolution.DEFAULT_DOMAINS,
+                     presets: tuple[str, ...] = hip_resolution.DEFAULT_PRESETS, data_path: str | None = None,
+                     device: str = "auto") -> list[RunSpec]:
+    """Every run of the image-resolution study (:mod:`~synthex_lib.experiments.hip_resolution`): the controlled
+    study's (domain, preset, held-out specimen) runs at each of the study's sizes; at the profile's own size these
+    are the controlled study's runs themselves."""
+    profile = get_profile(profile)
+    unknown = [d for d in domains if d not in hip.DOMAINS]
+    if unknown:
+        raise ConfigError(f"parameter 'domains': the resolution study trains {', '.join(hip.DOMAINS)}, "
+                          f"got {unknown}")
+    return [spec for size in hip_resolution.resolution_sizes(profile)
+            for spec in hip_specs(hip_resolution.resolution_profile(profile, size), seed=seed, dataset=dataset,
+                                  domains=domains, presets=presets, data_path=data_path, device=device)]
+
+
+def resolution_sweep(profile: str | Profile = "smoke", *, seed: int = 0, dataset: str = "lab",
+                     domains: tuple[str, ...] = hip_resolution.DEFAULT_DOMAINS,
+                     presets: tuple[str, ...] = hip_resolution.DEFAULT_PRESETS, progress: bool = True,
+                     data_path: str | None = None, workers: int | None = 0, scheduler: str | None = None,
+                     slurm: dict[str, Any] | None = None, device: str = "auto") -> dict[int, list[dict[str, Any]]]:
+    """Run (or read back) the image-resolution study; returns the stored records by image size (px), in the
+    order of :func:`~synthex_lib.experiments.hip_resolution.resolution_sizes`. Failed runs are recorded and left
+    out, with one line each."""
+    profile = get_profile(profile)
+    hip.controlled_dir(profile, seed, dataset, data_path)  # generate the data once, before the workers start
+    specs = resolution_specs(profile, seed=seed, dataset=dataset, domains=domains, presets=presets,
+                             data_path=data_path, device=device)
+    out: dict[int, list[dict[str, Any]]] = {s: [] for s in hip_resolution.resolution_sizes(profile)}
+    for spec, res in zip(specs, run_sweep(specs, workers=workers, scheduler=scheduler, slurm=slurm,
+                                          progress=progress), strict=True):
+        if res["status"] == "done":
+            out[spec.profile.train.image_size].append(hip.run_hip_experiment(spec.profile, progress=False,
+                                                                             **spec.kwargs))
+        else:
+            print(f"sweep: run failed ({res['label']}): {res['error']}; recorded in {res['record']}")
+    return out

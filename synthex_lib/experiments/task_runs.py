@@ -126,8 +126,8 @@ def run_task_experiment(profile: str | Profile = "smoke", *, task: str = "tool",
     :func:`fold_groups`): train on the real images of the other folds, test on this fold's. ``device``: ``auto``,
     ``cpu`` or ``cuda[:N]``, not part of the run key.
     """
-    profile = get_profile(profile)
     _check(task, dataset, train_domain)
+    profile = get_profile(profile).for_run(task, train_domain)  # the task's training schedule (Profile.task_train)
     real = real_file(profile, task, seed, dataset, data_path, workers)
     groups = list_groups(real)
     folds = fold_groups(groups)
