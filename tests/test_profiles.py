@@ -62,7 +62,7 @@ def test_paper_profile_trains_covid_as_the_paper():
 
 
 def test_an_explicit_override_beats_the_task_schedule():
-    p = get_profile("quick", epochs=160)  # quick trains the lesion task 120 epochs unless told otherwise
-    assert p.for_run("chest", "real").train.epochs == 160 and "chest" not in p.task_train
+    p = get_profile("paper", epochs=200)  # paper trains the lesion folds 50 epochs unless told otherwise
+    assert p.for_run("chest", "real").train.epochs == 200 and not p.task_train
     q = get_profile("paper", lr=0.05)
     assert q.for_run("chest", "real").train.epochs == 50 and q.for_run("chest", "real").train.lr == 0.05

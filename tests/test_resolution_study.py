@@ -14,7 +14,7 @@ from synthex_lib.core import paths
 from synthex_lib.core.config import get_profile
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.datasets.layout import read_file_attrs
-from synthex_lib.experiments import hip, hip_resolution, resolution_analysis, sweep
+from synthex_lib.experiments import hip, hip_analysis, hip_resolution, resolution_analysis, sweep
 from synthex_lib.figures.resolution import plot_resolution
 
 SMOKE = get_profile("smoke")
@@ -112,3 +112,15 @@ def test_claims_table_and_figure(by_size):
 def test_bad_domains_are_refused():
     with pytest.raises(ConfigError, match="parameter 'domains'"):
         sweep.resolution_specs("smoke", domains=("realistic-cyclegan",))
+
+
+def test_results_table_pools_the_controlled_study_only(by_size, capsys):
+    from synthex_lib.cli import main
+
+    assert main(["results", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    # the TINY runs are not the registered smoke profile's: every stored run is of other training fields
+    assert "left out" in out and "no hip runs stored" in out
+    stored = [r for recs in by_size.values() for r in recs]
+    kept = hip_analysis.controlled_records(stored, TINY)  # the base size only, never the other sizes
+    assert sorted(r["run_id"] for r in kept) == sorted(r["run_id"] for r in by_size[TINY.train.image_size])

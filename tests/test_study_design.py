@@ -48,6 +48,21 @@ def test_convergence_criterion():
     assert convergence([{"epoch": i, "loss": v} for i, v in enumerate(flat_tail)])["key"] == "loss"
 
 
+def test_convergence_is_judged_against_the_improvement_from_the_untrained_network():
+    # a task that learns most of what it can in its first epoch: 0 -> -0.8, then a slow drift to -1.0 with
+    # 0.015 of it in the last fifth; against the improvement after epoch 1 (0.2) that is 7.5 %, against the
+    # whole improvement from the untrained network (1.0) 1.5 %
+    v = np.r_[np.linspace(-0.8, -0.985, 16), np.linspace(-0.99, -1.0, 4)]
+    hist = _hist(v)
+    c = convergence(hist)
+    assert not c["converged"] and c["baseline"] == "the first epoch"
+    assert c["tail_improvement"] == pytest.approx(0.015 / 0.2, rel=1e-6)
+    hist[0]["initial_val_loss"] = 0.0
+    c = convergence(hist)
+    assert c["converged"] and c["baseline"] == "the untrained network" and "untrained" in c["criterion"]
+    assert c["tail_improvement"] == pytest.approx(0.015 / 1.0, rel=1e-6)
+
+
 def test_device_choice():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == torch.device("cpu")

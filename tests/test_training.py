@@ -198,6 +198,9 @@ def test_training_stops_at_the_first_converged_epoch(h5file):
     _, state = train_multitask(ds, prof, seed=0, dr_preset="none", progress=False, val_ds=val)
     n = len(state.history)
     assert 5 <= n <= 14
+    # the untrained network's validation loss is the criterion's baseline, recorded with the first epoch only
+    assert "initial_val_loss" in state.history[0] and all("initial_val_loss" not in h for h in state.history[1:])
+    assert state.history[0]["initial_val_loss"] > min(h["val_loss"] for h in state.history)
     first = next((k for k in range(5, 15) if convergence(state.history[:k])["converged"]), None)
     assert n == (first if first is not None else 14)
     with pytest.raises(ConfigError, match="min_epochs"):

@@ -11,8 +11,6 @@ from synthex_lib.experiments import hip, hip_analysis, results
 
 
 def run(args: argparse.Namespace) -> int:
-
-
     profile = get_profile(args.profile).name
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
@@ -20,7 +18,10 @@ def run(args: argparse.Namespace) -> int:
         df = results.records_frame(profile)
         print(df.to_string(index=False) if not df.empty else f"no runs stored for profile {profile}")
         return 0
-    recs = list(results.iter_records(profile, hip.KIND))
+    stored = list(results.iter_records(profile, hip.KIND))
+    recs = hip_analysis.controlled_records(stored, profile)
+    if len(recs) < len(stored):
+        print(f"({len(stored) - len(recs)} stored hip run(s) of other training fields or older code left out)")
     if not recs:
         print(f"no hip runs stored for profile {profile}: run 'synthex train --profile {profile}' first")
         return 0

@@ -277,9 +277,6 @@ PROFILES: dict[str, Profile] = {
                             max_iterations=0,
                             unet_channels=(16, 32, 64, 128), heatmap_sigma_px=1.5)),
         folds=3,
-        # the lesion task learns slowly: at 80 epochs 3 of its 6 runs missed the convergence criterion (tails of
-        # 3.7-5.4 %); at 120 (Sim2Real and Real2Real fold 1, measured) both met it
-        task_train={"chest": {"epochs": 120}},
     ),
     "full": Profile(
         "full", "one workstation GPU, hours",

@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthex_lib.core.config import Profile, get_profile
 from synthex_lib.core.constants import HIP_LANDMARKS
-from synthex_lib.experiments.hip import ADAPTED, ALL_DOMAINS
+from synthex_lib.core.hashing import code_digest
+from synthex_lib.experiments.hip import ADAPTED, ALL_DOMAINS, RUN_CODE_ROOTS
 from synthex_lib.experiments.paper_numbers import paper_hip_table
 from synthex_lib.learning.stats import (
     format_mean_std,
@@ -25,6 +27,13 @@ from synthex_lib.learning.stats import (
     paired_values,
     summarize,
 )
+
+
+def controlled_records(records: list[dict[str, Any]], profile: str | Profile) -> list[dict[str, Any]]:
+    """The records of ``profile``'s controlled study by the current code: a run at another image size (the
+    resolution study), with other training fields or by older code is another experiment, never pooled with it."""
+    train, code = get_profile(profile).train.to_dict(), code_digest(*RUN_CODE_ROOTS)
+    return [r for r in records if r["parameters"]["train"] == train and r["parameters"]["code"] == code]
 
 
 def table1(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -248,7 +257,8 @@ def run_verdict(rec: dict[str, Any]) -> str:
     tail = float(m.get("tail_improvement", float("nan")))
     if np.isfinite(tail):
         conv = (f"{'met' if m.get('converged') else '**not met**'}: over the last fifth of the epochs the validation "
-                f"loss improved by {tail:.1%} of its total improvement (criterion: less than 2 %)")
+                f"loss improved by {tail:.1%} of all its improvement since the untrained network (criterion: less "
+                "than 2 %)")
     else:
         conv = f"**not met**: {epochs} epoch(s) are too few to judge (the criterion needs at least 5)"
     err = (f"landmark error {m['landmark_error_mm_mean']:.2f} ± {m['landmark_error_mm_std']:.2f} mm where activated"
@@ -267,7 +277,7 @@ def study_verdict(records: list[dict[str, Any]], preset: str = "strong") -> str:
     conv = sum(bool(r["metrics"].get("converged", False)) for r in records)
     s = verdict_summary(check_claims(records, preset))
     lines = [f"**Convergence:** {conv} of {n} runs met the criterion (validation loss improved by less than "
-             "2 % of its total improvement over the last fifth of the epochs)."]
+             "2 % of all its improvement since the untrained network over the last fifth of the epochs)."]
     if n and conv < n:
         lines.append(f"**{n - conv} run(s) did not converge**: every claim that rests on them is marked "
                      "*not testable*, whatever its P value.")

@@ -237,7 +237,8 @@ def scaled_verdict(scaled: list[dict[str, Any]], controlled: list[dict[str, Any]
     conv = sum(bool(r["metrics"].get("converged")) for r in scaled)
     full = [r for r in scaled if int(r["parameters"].get("train_size", 0)) == 0]
     lines = [f"**Convergence:** {conv} of {len(scaled)} scaled-up runs met the criterion (validation loss improved "
-             "by less than 2 % of its total improvement over the last fifth of the epochs)."]
+             "by less than 2 % of all its improvement since the untrained network over the last fifth of the "
+             "epochs)."]
     for r in full:
         m = r["metrics"]
         lines.append(f"**Scaled-up ({r['parameters']['dr_preset']} DR)**: {m['train_images']} training images from "

@@ -204,8 +204,9 @@ def task_verdict(records: list[dict[str, Any]], task: str) -> str:
     held = [c for c, v in zip(claims["claim"], claims["verdict"], strict=True) if v == "held"]
     not_held = [c for c, v in zip(claims["claim"], claims["verdict"], strict=True) if v == "not held"]
     lines = [f"**Convergence:** {conv} of {len(runs)} runs (Sim2Real and {len(real)} Real2Real folds) met the "
-             "criterion (validation loss improved by less than 2 % of its total improvement over the last fifth of "
-             "the epochs)" + ("." if conv == len(runs) else "; every claim is therefore *not testable*.")]
+             "criterion (validation loss improved by less than 2 % of all its improvement since the untrained "
+             "network over the last fifth of the epochs)"
+             + ("." if conv == len(runs) else "; every claim is therefore *not testable*.")]
     table = results_table(records, task)
     col = "Dice" if task == "tool" else "accuracy"
     lines.append(f"**Results on {table['real images'].iloc[0]} real images:** {col} "

@@ -36,5 +36,5 @@ def plot_resolution(curves: pd.DataFrame) -> plt.Figure:
         ax.set_title(title, fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=7)
-    fig.tight_layout(rect=(0, 0.08 * (1 + len(labels) // 2), 1, 1))
+    fig.tight_layout(rect=(0, 0.07 * ((len(labels) + 1) // 2), 1, 1))
     return fig

@@ -61,7 +61,7 @@ def make_randomizer(preset: str | dict, seed: int, image_px: int | None = None,
 
 
 #: the convergence criterion (recorded per run): over the last fifth of the epochs the validation loss
-#: improved by less than this fraction of its total improvement
+#: improved by less than this fraction of its total improvement (from the untrained network to the best epoch)
 CONVERGENCE_TAIL = 0.2
 CONVERGENCE_FRACTION = 0.02
 
@@ -69,7 +69,8 @@ CONVERGENCE_FRACTION = 0.02
 @dataclass
 class TrainState:
     """Where a run stands: epochs and optimizer steps done, one history entry per epoch (training loss
-    parts, learning rate, and ``val_loss`` when a validation set is given), and the best validation epoch."""
+    parts, learning rate, and ``val_loss`` when a validation set is given; the first entry also holds
+    ``initial_val_loss``, the validation loss of the untrained network), and the best validation epoch."""
 
     epoch: int = 0
     step: int = 0
@@ -81,18 +82,26 @@ class TrainState:
 def convergence(history: list[dict[str, float]], key: str = "val_loss", tail: float = CONVERGENCE_TAIL,
                 fraction: float = CONVERGENCE_FRACTION) -> dict[str, Any]:
     """Did a run converge? Over the last ``tail`` of the epochs, the best ``key`` improved by less than
-    ``fraction`` of its total improvement (first epoch to best). Falls back to the training ``loss`` when the
-    history has no ``key``. Returns ``converged``, ``tail_improvement`` (as a fraction of the total), the key
-    used and the number of epochs; a run of fewer than 5 epochs, or one that never improved, is not converged."""
+    ``fraction`` of its total improvement: from the untrained network (the first entry's ``initial_<key>``)
+    to the best epoch, so that the criterion does not depend on how much an epoch learns (a task that learns
+    most of what it can in its first epoch would otherwise be judged against the small rest). Without
+    ``initial_<key>`` (histories written before it was recorded) the total runs from the first epoch. Falls
+    back to the training ``loss`` when the history has no ``key``. Returns ``converged``, ``tail_improvement``
+    (as a fraction of the total), the key used, the baseline and the number of epochs; a run of fewer than 5
+    epochs, or one that never improved, is not converged."""
     if history and key not in history[0]:
         key = "loss"
     v = np.array([h[key] for h in history], float)
-    out: dict[str, Any] = {"criterion": f"{key}: last {tail:.0%} of epochs improved < {fraction:.0%} of the total",
-                           "key": key, "epochs": int(v.size), "converged": False, "tail_improvement": float("nan")}
+    start = float(history[0].get(f"initial_{key}", np.nan)) if history else float("nan")
+    baseline = "the untrained network" if np.isfinite(start) else "the first epoch"
+    out: dict[str, Any] = {"criterion": f"{key}: last {tail:.0%} of epochs improved < {fraction:.0%} of the total "
+                                        f"(from {baseline})",
+                           "key": key, "epochs": int(v.size), "converged": False, "tail_improvement": float("nan"),
+                           "baseline": baseline}
     if v.size < 5 or not np.isfinite(v).all():
         return out
     k = max(1, int(np.ceil(tail * v.size)))
-    total = float(v[0] - v.min())
+    total = float((start if np.isfinite(start) else v[0]) - v.min())
     if total <= 0:
         return out
     tail_gain = float(max(0.0, v[:-k].min() - v.min()))
@@ -178,6 +187,9 @@ def _train(train_ds: Dataset, profile: Profile, seed: int, dr_preset: str | dict
     if cfg.max_iterations:
         total = min(total, cfg.max_iterations)
     bar = tqdm(total=total, initial=min(state.step, total), desc="train", disable=not progress, leave=False)
+    initial = None  # the untrained network's validation loss: the baseline of the convergence criterion
+    if state.epoch == 0 and val_ds is not None and len(val_ds):
+        initial = validation_loss(model, val_ds, sigma, cfg.batch_size, dev)
     while state.epoch < cfg.epochs and not (cfg.max_iterations and state.step >= cfg.max_iterations) \
             and not stopped_converged(state.history, cfg.min_epochs):
         model.train()
@@ -204,6 +216,8 @@ def _train(train_ds: Dataset, profile: Profile, seed: int, dr_preset: str | dict
         state.epoch += 1
         entry = {"epoch": state.epoch, "step": state.step, "lr": opt.param_groups[0]["lr"],
                  **{k: v / max(n, 1) for k, v in sums.items()}}
+        if state.epoch == 1 and initial is not None:
+            entry["initial_val_loss"] = initial
         if val_ds is not None and len(val_ds):
             entry["val_loss"] = validation_loss(model, val_ds, sigma, cfg.batch_size, dev)
             if entry["val_loss"] < state.best_val_loss:
