@@ -277,6 +277,9 @@ PROFILES: dict[str, Profile] = {
                             max_iterations=0,
                             unet_channels=(16, 32, 64, 128), heatmap_sigma_px=1.5)),
         folds=3,
+        # the lesion task's validation loss drifts down slowly for long: at 80 epochs its Sim2Real run missed the
+        # convergence criterion (2.95 % of its improvement in the last fifth); at 120 its runs met it
+        task_train={"chest": {"epochs": 120}},
     ),
     "full": Profile(
         "full", "one workstation GPU, hours",
