@@ -208,7 +208,7 @@ def test_multiply_brightness_and_elementwise():
 
 def test_crop_size_and_content():
     b = stack_samples(disc_phantom(SIZE, radius=6.0), N)
-    _, out = run("crop", b, size=0.9)
+    _, out = run("crop", b, size=0.9, resize=False)
     s = int(0.9 * SIZE)
     assert out["image"].shape == (N, 1, s, s) and out["labels"].shape == (N, s, s)
     off = (b["landmarks"] - out["landmarks"])[:, 0].round().long()  # (col, row) offset per sample
@@ -217,6 +217,41 @@ def test_crop_size_and_content():
         assert torch.equal(out["image"][i], b["image"][i, :, r0:r0 + s, c0:c0 + s])
         assert torch.equal(out["labels"][i], b["labels"][i, r0:r0 + s, c0:c0 + s])
     assert torch.allclose(b["landmarks"] - out["landmarks"], off[:, None].float().expand_as(b["landmarks"]))
+
+
+def test_crop_resized_is_a_zoom_of_the_crop():
+    """With ``resize`` the crop is resampled to the input size: a linear ramp stays linear with the
+    crop's slope x (s - 1) / (SIZE - 1), labels follow the image, landmarks follow the same map."""
+    s = int(0.9 * SIZE)
+    yy, xx = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32),
+                            indexing="ij")
+    ramp = {"image": (xx + 1000 * yy)[None, None].repeat(N, 1, 1, 1), "index": torch.arange(N)}
+    _, out = run("crop", ramp, size=0.9, resize=True)
+    assert out["image"].shape == (N, 1, SIZE, SIZE)
+    step = (s - 1) / (SIZE - 1)
+    img = out["image"][:, 0].double()
+    c0, r0 = img[:, 0, 0] % 1000, torch.floor(img[:, 0, 0] / 1000)  # integer offsets of the crop
+    assert torch.allclose(img[:, 0, 0] - (c0 + 1000 * r0), torch.zeros(N, dtype=torch.float64))
+    assert bool(((c0 >= 0) & (c0 <= SIZE - s) & (r0 >= 0) & (r0 <= SIZE - s)).all())
+    want = (c0[:, None, None] + xx.double() * step) + 1000 * (r0[:, None, None] + yy.double() * step)
+    assert torch.allclose(img, want, rtol=0, atol=0.2)  # float32 bilinear of values up to 1e5
+
+    b = stack_samples(disc_phantom(SIZE, radius=6.0), N)
+    bb = {**b, "image": b["labels"][:, None].float()}
+    _, out = run("crop", bb, size=0.9, resize=True)
+    assert out["labels"].shape == (N, SIZE, SIZE)
+    # bilinear label values blend on disc borders only
+    assert ((out["image"][:, 0] - out["labels"]).abs() < 0.5).float().mean() > 0.95
+    for i in range(N):  # each visible landmark (a disc centre) lands inside its disc's label
+        for k in torch.nonzero(out["visible"][i]).flatten().tolist():
+            x, y = out["landmarks"][i, k].round().long().tolist()
+            assert out["labels"][i, y, x] == b["labels"][i].flatten()[
+                int(b["landmarks"][i, k, 1].round()) * SIZE + int(b["landmarks"][i, k, 0].round())]
+    # resampling is the default; off, the output is the crop
+    plain = DomainRandomization.from_config({"steps": [{"effect": "crop", "size": 0.9}]})
+    assert plain.output_size((SIZE, SIZE)) == (SIZE, SIZE)
+    assert DomainRandomization.from_config({"steps": [{"effect": "crop", "size": 0.9, "resize": False}]}
+                                           ).output_size((SIZE, SIZE)) == (s, s)
 
 
 def test_piecewise_affine_maps_landmarks_exactly():

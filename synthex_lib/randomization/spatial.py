@@ -73,7 +73,16 @@ def _smooth(f: torch.Tensor, sigma: float) -> torch.Tensor:
 class Crop(Effect):
     """Random square crop of ``size`` x the shorter side, at a uniform random position.
 
-    Changes the output size (so it always fires for every sample); landmarks shift by the offset.
+    With ``resize`` on (the default) the crop is resampled back to the square of the input's shorter side
+    (bilinear image, nearest labels, landmarks mapped by the same scale, pixel centres at integers), so a
+    network trains on images of the size it is tested on and the crop acts as a zoom of ``1 / size``. With
+    ``resize`` off the crop is the output: the image shrinks to the crop's side and landmarks shift by the
+    offset. Either way the step fires for every sample (it is a top-level step with p = 1).
+
+    Why resampling is the default (measured at ``quick``, Real2Real, 64 px, held-out specimen 03, 120 epochs):
+    trained on unresized 57 px crops (padded to 64 for the network) and tested on the full 64 px images, the
+    network's soft Dice on its own training images was 0.70 on full images against 0.85 on 57 px crops of
+    them, and held-out Dice was 0.558 (regular DR) and 0.562 (strong); with the crop resampled, 0.670 and 0.658.
     """
 
     name = "crop"
@@ -81,18 +90,26 @@ class Crop(Effect):
     spatial = True
     resizes = True
     n_draws = 2
-    PARAMS = {"size": Param(0.9, "float", "side of the square crop / shorter image side", (1e-3, 1.0))}
+    PARAMS = {"size": Param(0.9, "float", "side of the square crop / shorter image side", (1e-3, 1.0)),
+              "resize": Param(True, "bool", "resample the crop back to the input's shorter side (a zoom); "
+                                                "off: the output is the crop")}
+
+    def crop_size(self, hw: tuple[int, int]) -> int:
+        """The crop's side in px."""
+        return max(1, int(math.floor(self.params["size"] * min(hw) + 1e-6)))
 
     def output_size(self, hw: tuple[int, int]) -> tuple[int, int]:
-        s = max(1, int(math.floor(self.params["size"] * min(hw) + 1e-6)))
+        s = min(hw) if self.params["resize"] else self.crop_size(hw)
         return s, s
 
     def apply(self, batch: Batch, u: torch.Tensor) -> Batch:
         x = batch.image
         h, w = x.shape[-2:]
-        s = self.output_size((h, w))[0]
+        s = self.crop_size((h, w))
         r0 = ((h - s + 1) * u[:, 0]).floor().long().clamp_max(h - s)
         c0 = ((w - s + 1) * u[:, 1]).floor().long().clamp_max(w - s)
+        if self.params["resize"]:
+            return self._resized(batch, r0, c0, s, min(h, w))
         r0l, c0l = r0.tolist(), c0.tolist()
         image = torch.stack([x[i, :, r:r + s, c:c + s] for i, (r, c) in enumerate(zip(r0l, c0l, strict=True))])
         out = Batch(image, None, None, batch.visible)
@@ -102,6 +119,28 @@ class Crop(Effect):
         if batch.landmarks is not None:
             off = torch.stack([c0, r0], dim=-1).to(batch.landmarks)
             out.landmarks = batch.landmarks - off[:, None, :]
+        return update_visibility(out)
+
+    @staticmethod
+    def _resized(batch: Batch, r0: torch.Tensor, c0: torch.Tensor, s: int, out_px: int) -> Batch:
+        """Crops of side ``s`` at (``r0``, ``c0``) resampled to ``out_px`` squares: output pixel j samples
+        source pixel ``offset + j (s - 1) / (out_px - 1)`` (both frames with pixel centres at integers)."""
+        x = batch.image
+        h, w = x.shape[-2:]
+        step = (s - 1) / (out_px - 1) if out_px > 1 else 0.0
+        j = torch.arange(out_px, dtype=torch.float64)
+        cols = c0.double()[:, None] + j[None] * step  # [n, out] source columns
+        rows = r0.double()[:, None] + j[None] * step
+        gx = (2 * cols / max(w - 1, 1) - 1).to(x.dtype)
+        gy = (2 * rows / max(h - 1, 1) - 1).to(x.dtype)
+        grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), -1).to(x.device)
+        image = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        out = Batch(image, None, None, batch.visible)
+        if batch.labels is not None:
+            out.labels = _warp_labels_nearest(batch.labels, grid, "border")
+        if batch.landmarks is not None:
+            off = torch.stack([c0, r0], dim=-1).to(batch.landmarks)
+            out.landmarks = (batch.landmarks - off[:, None, :]) / (step if step > 0 else 1.0)
         return update_visibility(out)
 
 
