@@ -19,11 +19,11 @@ from synthex_lib.experiments.results import run_id
 from synthex_lib.generate.cache import dataset_dir, dataset_key
 
 ROOT = Path(__file__).resolve().parents[1]
-#: a value different from every profile's for each training field
+#: a value different from the quick profile's for each training field
 OTHER = {"image_size": 80, "epochs": 7, "batch_size": 3, "optimizer": "sgd", "lr": 0.0123, "momentum": 0.5,
          "weight_decay": 3e-4, "lr_step_epochs": 3, "lr_gamma": 0.25, "max_iterations": 11,
          "unet_channels": (4, 8), "heatmap_sigma_px": 1.25, "val_fraction": 0.25, "cpu_threads": 3,
-         "network": "transunet", "dr_reference_px": 180, "min_epochs": 3}
+         "network": "transunet", "dr_reference_px": 180, "min_epochs": 3, "lr_schedule": "step"}
 
 
 def _run_id(profile, **kw):

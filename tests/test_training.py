@@ -17,7 +17,7 @@ from synthex_lib.learning.evaluation import evaluate_hip, predict, summarize_hip
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.models import MultiTaskUNet, build_model
 from synthex_lib.learning.models.fused import instance_norm_prelu, prelu
-from synthex_lib.learning.training import convergence, stopped_converged, train_multitask
+from synthex_lib.learning.training import convergence, lr_scheduler, stopped_converged, train_multitask
 
 
 def _disc_images(n: int, size: int, seed: int) -> SpecimenImages:
@@ -93,6 +93,32 @@ def test_training_reduces_loss_and_resume_matches(tmp_path, h5file):
     summ = summarize_hip(ev)
     assert 0 <= summ["dice_mean"] <= 1 and summ["images"] == 12
     assert summ["landmarks_activated"] == 12 * 14 and summ["detection_rate"] == 1.0
+
+
+def _lrs(profile, epochs):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=profile.train.lr)
+    sched, out = lr_scheduler(opt, profile.train), []
+    for _ in range(epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(out + [opt.param_groups[0]["lr"]])
+
+
+def test_learning_rate_schedules():
+    """step: lr x gamma every lr_step_epochs epochs; cosine: lr (1 + cos(pi e / E)) / 2, so lr/2 half-way and 0
+    after E epochs."""
+    step = _lrs(get_profile("smoke", lr=0.1, epochs=30, lr_step_epochs=10, lr_gamma=0.5), 30)
+    assert np.allclose(step[[0, 9, 10, 19, 20, 29, 30]], [0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125])
+    cos = _lrs(get_profile("smoke", lr=0.1, epochs=40, lr_schedule="cosine"), 40)
+    e = np.arange(41)
+    assert np.allclose(cos, 0.05 * (1 + np.cos(np.pi * e / 40)), atol=1e-12)
+    assert cos[20] == pytest.approx(0.05) and cos[40] == pytest.approx(0.0, abs=1e-12)
+    assert get_profile("paper").train.lr_schedule_text() == "x0.5 every 10 epochs"
+    cosine = get_profile("smoke", epochs=40, lr_schedule="cosine").train
+    assert cosine.lr_schedule_text() == "cosine to 0 over 40 epochs"
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        get_profile("smoke", lr_schedule="linear")
 
 
 def test_training_with_regular_randomization_runs(h5file):

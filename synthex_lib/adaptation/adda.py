@@ -16,8 +16,8 @@ runs it (``train_adda.py``; facts in ``/work/shared/reference/official-code.md``
 * **Schedule**: each iteration is ``k_disc`` (20) discriminator steps, then ``k_clf`` (5) network steps, each on
   a fresh source and target batch, for ``len(source) // (batch * (k_disc + k_clf))`` iterations per epoch (at
   least one). Discriminator: Adam 1e-3, weight decay 1e-4, halved every 500 steps. Network: the profile's
-  optimiser (``train`` section, as task training), with two step schedules on it: x ``lr_gamma`` every
-  ``lr_step_epochs`` epochs and x 0.5 every 500 network steps.
+  optimiser (``train`` section, as task training), with two schedules on it: the profile's per-epoch one
+  (:func:`~synthex_lib.learning.training.lr_scheduler`) and x 0.5 every 500 network steps.
 * **Data**: the target images are unlabelled real images of the *training* specimens; both domains get the same
   domain randomization (the official code's shared augmentation flags). Nothing is validated on the held-out
   specimen here (that would select on the test data); the last epoch's weights are the result.
@@ -73,7 +73,7 @@ from synthex_lib.learning.device import autocast_for, cpu_threads, resolve_devic
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.losses import multitask_loss
 from synthex_lib.learning.models import MultiTaskUNet
-from synthex_lib.learning.training import load_trained_model, make_randomizer
+from synthex_lib.learning.training import load_trained_model, lr_scheduler, make_optimizer, make_randomizer
 from synthex_lib.simulate.labels import gaussian_heatmaps
 
 #: file names in a run's ``out_dir``
@@ -204,12 +204,8 @@ class _Run:
                  dev: torch.device) -> None:
         tc = profile.train
         self.model = model
-        if tc.optimizer == "adam":
-            self.opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        else:
-            self.opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, nesterov=True,
-                                       weight_decay=tc.weight_decay)
-        self.epoch_sched = torch.optim.lr_scheduler.StepLR(self.opt, tc.lr_step_epochs, tc.lr_gamma)
+        self.opt = make_optimizer(model.parameters(), tc)
+        self.epoch_sched = lr_scheduler(self.opt, tc)
         self.clf_sched = torch.optim.lr_scheduler.StepLR(self.opt, config.clf_step_iterations, config.clf_gamma)
         self.disc = PixelDiscriminator(features, config.disc_channels, torch_generator(seed, KIND, "init", "disc")
                                        ).to(dev)

@@ -48,11 +48,12 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from synthex_lib.core.config import get_profile
+from synthex_lib.core.config import TrainConfig, get_profile
 from synthex_lib.core.constants import HIP_LANDMARKS, HIP_NUM_CLASSES
 from synthex_lib.core.errors import ConfigError
 from synthex_lib.learning.losses import multitask_loss
 from synthex_lib.learning.models import build_model
+from synthex_lib.learning.training import make_optimizer
 
 #: variant -> network options (and whether it runs under bfloat16 autocast)
 VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
@@ -77,9 +78,11 @@ def sgemm_gflops(n: int = 1024, repeats: int = 3, clock: Callable[[], float] = t
 
 
 class _Step:
-    """One Adam training step of the quick network on fixed random inputs, with per-phase timing."""
+    """One training step of the quick network on fixed random inputs, with per-phase timing; the optimiser is
+    the one training builds from ``train`` (default: the quick profile's)."""
 
-    def __init__(self, channels: tuple[int, ...], size: int, batch: int, variant: str) -> None:
+    def __init__(self, channels: tuple[int, ...], size: int, batch: int, variant: str,
+                 train: TrainConfig | None = None) -> None:
         options, self.bf16 = VARIANTS[variant]
         torch.manual_seed(0)
         self.model = build_model(HIP_NUM_CLASSES, len(HIP_LANDMARKS), channels, **options)
@@ -88,7 +91,7 @@ class _Step:
         self.labels = torch.randint(0, HIP_NUM_CLASSES, (batch, size, size), generator=gen)
         self.heat = torch.rand(batch, len(HIP_LANDMARKS), size, size, generator=gen)
         self.visible = torch.ones(batch, len(HIP_LANDMARKS), dtype=torch.bool)
-        self.opt = torch.optim.Adam(self.model.parameters(), 1e-3)
+        self.opt = make_optimizer(self.model.parameters(), train or get_profile("quick").train)
 
     def __call__(self, phases: dict[str, float] | None = None) -> None:
         clock = time.process_time
@@ -120,10 +123,10 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def measure_size(channels: tuple[int, ...], size: int, batch: int, variants: tuple[str, ...], rounds: int,
-                 steps_per_round: int) -> dict[str, Any]:
+                 steps_per_round: int, train: TrainConfig | None = None) -> dict[str, Any]:
     """Interleaved timing of ``variants`` at one image size (see the module docstring)."""
     flops = flops_per_image(channels, size)
-    steps = {v: _Step(channels, size, batch, v) for v in variants}
+    steps = {v: _Step(channels, size, batch, v, train) for v in variants}
     for step in steps.values():  # warm-up: allocations, oneDNN primitive caches
         step()
         step()
@@ -182,13 +185,13 @@ def run(profile: str = "quick", seconds: float = 6.0, variants: tuple[str, ...] 
                                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                                "variants": list(variants), "sizes": {}}
         for size in sizes:
-            probe = _Step(cfg.unet_channels, size, cfg.batch_size, variants[0])
+            probe = _Step(cfg.unet_channels, size, cfg.batch_size, variants[0], cfg)
             probe()
             t = time.process_time()
             probe()
             per_step = max(time.process_time() - t, 1e-3)
             rounds = max(3, int(seconds / (2 * per_step)))
-            res["sizes"][str(size)] = measure_size(cfg.unet_channels, size, cfg.batch_size, variants, rounds, 2)
+            res["sizes"][str(size)] = measure_size(cfg.unet_channels, size, cfg.batch_size, variants, rounds, 2, cfg)
     finally:
         torch.set_num_threads(before)
     head = res["sizes"][str(sizes[0])]

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from synthex_lib.core import paths
-from synthex_lib.core.config import Profile, get_profile
+from synthex_lib.core.config import Profile, TrainConfig, get_profile
 from synthex_lib.core.constants import HIP_LANDMARKS, HIP_NUM_CLASSES
 from synthex_lib.core.errors import ConfigError, DataError
 from synthex_lib.learning.device import autocast_for, cpu_threads, resolve_device
@@ -118,6 +118,24 @@ def stopped_converged(history: list[dict[str, float]], min_epochs: int) -> bool:
     return bool(convergence(history)["converged"])
 
 
+def make_optimizer(parameters: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of ``cfg``: Adam, or SGD with Nesterov momentum (the paper's), with weight decay. The
+    multi-tensor (``foreach``) implementation updates all parameters in a few vectorised calls: on the quick
+    U-Net's 150-odd small tensors the per-tensor loop was 6 % of a training step (py-spy)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                           weight_decay=cfg.weight_decay, foreach=True)
+
+
+def lr_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate schedule of ``cfg.lr_schedule``: ``step`` (times ``lr_gamma`` every
+    ``lr_step_epochs`` epochs, the paper's) or ``cosine`` (from ``lr`` down to 0 at epoch ``epochs``)."""
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=0.0)
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
+
+
 def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=_collate, num_workers=0)
@@ -164,12 +182,8 @@ def _train(train_ds: Dataset, profile: Profile, seed: int, dr_preset: str | dict
     cfg = profile.train
     torch.manual_seed(seed)
     model = build_model(num_classes, num_landmarks, cfg.unet_channels, network=cfg.network).to(dev)
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                              weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
+    opt = make_optimizer(model.parameters(), cfg)
+    sched = lr_scheduler(opt, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and not torch.cuda.is_bf16_supported())
     state = TrainState()
     best: dict[str, torch.Tensor] | None = None
