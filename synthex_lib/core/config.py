@@ -290,8 +290,9 @@ PROFILES: dict[str, Profile] = {
         SimConfig(detector_px=128, real_per_specimen=96, sim_per_specimen=96, tool_sim_per_config=16,
                   tool_real_per_specimen=48, chest_sim_per_specimen=32, chest_real_per_specimen=24),
         # cosine schedule: with the lr halved every 30 of 120 epochs, 6 of 24 controlled runs missed the convergence
-        # criterion (tails 2.3-9.6 %), each still improving after the last halving, at epoch 90; annealed to 0, the
-        # validation loss is flat over the last fifth (Real2Real, 03: tail 0.0 % at 120 epochs, 0.24 % at 60).
+        # criterion (tails 2.3-9.6 %), each still improving after the last halving, at epoch 90 (Real2Real, 03,
+        # annealed to 0: tail 0.0 % at 120 epochs, 0.24 % at 60). At 60 epochs 6 of 24 controlled runs still miss it
+        # (tails 2.1-11.3 %), and Real2Real 02 at 120 reached Dice 0.730 against 0.702: 60 epochs is short.
         # The tool and COVID-19 tasks keep 120 epochs, where their runs converged
         # channels 32..256 (1.7x the time of 16..128): Real2Real, 03, 96 images, 60 epochs, regular DR: Dice 0.70 vs
         # 0.68-0.71 and 68 % of the landmarks activated vs 45-47 %; strong DR (48 images, 120 epochs): 0.66 and 38 %
