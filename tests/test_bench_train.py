@@ -31,7 +31,7 @@ def test_flops_scale_with_pixels_and_a_step_is_three_forwards():
 
 def test_bench_prints_figures_and_ends_with_the_ratio(capsys):
     code = bench_train.main(["--profile", "smoke", "--seconds", "0.05", "--sizes", "32,16",
-                             "--variants", "fused,reference"])
+                             "--variants", "fused,reference", "--sgemm-sizes", "64,128"])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any("fused" in line and "images/s" in line for line in lines)
@@ -41,6 +41,8 @@ def test_bench_prints_figures_and_ends_with_the_ratio(capsys):
     assert 0 < res["train_flops_ratio"] == r["fused"]["flops_ratio"]["median"]
     assert r["fused"]["flops_ratio"]["min"] <= res["train_flops_ratio"] <= r["fused"]["flops_ratio"]["max"]
     assert sum(r["breakdown"].values()) == pytest.approx(1.0)
+    rates = r["sgemm_gflops_by_size"]  # the reference is the fastest sgemm size of the first pass
+    assert set(rates) == {"64", "128"} and rates[str(r["sgemm_px"])] == max(rates.values())
     assert r["reference"]["gflops"] == pytest.approx(r["reference"]["images_per_s"] * r["gflop_per_image"])
 
 
@@ -49,3 +51,5 @@ def test_bad_variant_and_size_are_named():
         bench_train.run("smoke", 0.01, ("fp64",))
     with pytest.raises(ConfigError, match="parameter 'sizes'"):
         bench_train.run("smoke", 0.01, ("fused",), (30,))
+    with pytest.raises(ConfigError, match="parameter 'sgemm_sizes'"):
+        bench_train.run("smoke", 0.01, ("fused",), (32,), ())

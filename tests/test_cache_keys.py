@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OTHER = {"image_size": 80, "epochs": 7, "batch_size": 3, "optimizer": "sgd", "lr": 0.0123, "momentum": 0.5,
          "weight_decay": 3e-4, "lr_step_epochs": 3, "lr_gamma": 0.25, "max_iterations": 11,
          "unet_channels": (4, 8), "heatmap_sigma_px": 1.25, "val_fraction": 0.25, "cpu_threads": 3,
-         "network": "transunet", "dr_reference_px": 180, "min_epochs": 3, "lr_schedule": "step"}
+         "network": "transunet", "dr_reference_px": 180, "min_epochs": 3, "lr_schedule": "step",
+         "cpu_precision": "float32"}
 
 
 def _run_id(profile, **kw):

@@ -13,6 +13,7 @@ from synthex_lib.core.errors import ConfigError
 from synthex_lib.datasets.layout import SpecimenImages, write_group, write_landmark_names
 from synthex_lib.datasets.torch_dataset import ImageDataset
 from synthex_lib.experiments import results
+from synthex_lib.learning.device import autocast_for
 from synthex_lib.learning.evaluation import evaluate_hip, predict, summarize_hip
 from synthex_lib.learning.inputs import pad_to_multiple, zscore
 from synthex_lib.learning.models import MultiTaskUNet, build_model
@@ -231,3 +232,24 @@ def test_training_stops_at_the_first_converged_epoch(h5file):
     assert n == (first if first is not None else 14)
     with pytest.raises(ConfigError, match="min_epochs"):
         get_profile("smoke", min_epochs=-1)
+
+
+def test_bfloat16_training_on_the_cpu_is_reproducible_and_learns(h5file):
+    """``cpu_precision="bfloat16"``: the forward pass runs its convolutions in bfloat16 (autocast), weights stay
+    float32; the same seed gives the same weights, they differ from a float32 run's, and the loss still falls."""
+    prof = get_profile("smoke", epochs=4, max_iterations=0, batch_size=4, lr=0.05, unet_channels=(8, 16),
+                       cpu_precision="bfloat16")
+    ds = ImageDataset(h5file, ["01", "02"])
+    a, sa = train_multitask(ds, prof, seed=0, dr_preset="none", progress=False)
+    b, _ = train_multitask(ds, prof, seed=0, dr_preset="none", progress=False)
+    f, _ = train_multitask(ds, get_profile(prof, cpu_precision="float32"), seed=0, dr_preset="none", progress=False)
+    assert all(v.dtype == torch.float32 for v in a.state_dict().values() if v.is_floating_point())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), f.state_dict().values(), strict=True))
+    assert sa.history[-1]["loss"] < sa.history[0]["loss"]
+    with autocast_for(torch.device("cpu"), "bfloat16"):
+        assert torch.nn.functional.conv2d(torch.randn(1, 1, 8, 8), torch.randn(2, 1, 3, 3)).dtype == torch.bfloat16
+    with autocast_for(torch.device("cpu")):
+        assert torch.nn.functional.conv2d(torch.randn(1, 1, 8, 8), torch.randn(2, 1, 3, 3)).dtype == torch.float32
+    with pytest.raises(ConfigError, match="cpu_precision"):
+        get_profile("smoke", cpu_precision="float16")

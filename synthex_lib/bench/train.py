@@ -13,8 +13,10 @@ the profile's ``cpu_threads`` (the thread count the runs use), and measures in t
   - ``channels-last``: the fused path in the channels-last layout;
   - ``bf16`` (only when asked for with ``--variants``): the fused path under CPU bfloat16 autocast;
 
-* the machine's float32 sgemm GFLOP/s at the same thread count (a 1024^2 ``torch.mm``, best of 3),
-  measured between the rounds of steps so that load from other processes is seen by both;
+* the machine's float32 sgemm GFLOP/s at the same thread count: the best of 3 ``torch.mm`` products at the
+  fastest of 1024^2, 2048^2 and 3072^2 (found first: one size can sit below the BLAS's best blocking; every
+  size's rate is reported), measured between the rounds of steps so that load from other processes is seen by
+  both;
 * their ratio; ``train_flops_ratio`` (last JSON line) is that of ``fused`` at the profile's size.
 
 **How FLOPs are counted.** ``torch.utils.flop_counter`` counts the convolutions and matrix products of
@@ -65,6 +67,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
 DEFAULT_VARIANTS = ("fused", "reference", "channels-last")
 
 
+#: the square sgemm sizes among which the fastest is the machine's reference
+SGEMM_SIZES = (1024, 2048, 3072)
+
+
 def sgemm_gflops(n: int = 1024, repeats: int = 3, clock: Callable[[], float] = time.process_time) -> float:
     """Best float32 matrix-multiply rate (GFLOP/s) of ``repeats`` n x n products at the current threads."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -75,6 +81,12 @@ def sgemm_gflops(n: int = 1024, repeats: int = 3, clock: Callable[[], float] = t
         torch.mm(a, b)
         best = min(best, clock() - t)
     return 2 * n**3 / max(best, 1e-9) / 1e9
+
+
+def fastest_sgemm_size(sizes: tuple[int, ...] = SGEMM_SIZES, repeats: int = 3) -> tuple[int, dict[int, float]]:
+    """The size of ``sizes`` at which sgemm runs fastest here, with the rate (GFLOP/s) of each."""
+    rates = {n: sgemm_gflops(n, repeats) for n in sizes}
+    return max(rates, key=rates.__getitem__), rates
 
 
 class _Step:
@@ -123,7 +135,8 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def measure_size(channels: tuple[int, ...], size: int, batch: int, variants: tuple[str, ...], rounds: int,
-                 steps_per_round: int, train: TrainConfig | None = None) -> dict[str, Any]:
+                 steps_per_round: int, train: TrainConfig | None = None,
+                 sgemm_sizes: tuple[int, ...] = SGEMM_SIZES) -> dict[str, Any]:
     """Interleaved timing of ``variants`` at one image size (see the module docstring)."""
     flops = flops_per_image(channels, size)
     steps = {v: _Step(channels, size, batch, v, train) for v in variants}
@@ -134,8 +147,9 @@ def measure_size(channels: tuple[int, ...], size: int, batch: int, variants: tup
     wall: dict[str, list[float]] = {v: [] for v in variants}
     ratios: dict[str, list[float]] = {v: [] for v in variants}
     sgemm: list[float] = []
+    n_sgemm, sgemm_rates = fastest_sgemm_size(sgemm_sizes)
     for _ in range(rounds):
-        peak = sgemm_gflops()
+        peak = sgemm_gflops(n_sgemm)
         sgemm.append(peak)
         for v, step in steps.items():
             w, c = time.perf_counter(), time.process_time()
@@ -151,7 +165,8 @@ def measure_size(channels: tuple[int, ...], size: int, batch: int, variants: tup
     total = sum(phases.values())
     out: dict[str, Any] = {"image_px": size, "gflop_per_image": flops / 1e9,
                            "executed_gflop_per_image": flops_per_image(channels, size, variant=variants[0]) / 1e9,
-                           "sgemm_gflops": _spread(sgemm),
+                           "sgemm_gflops": _spread(sgemm), "sgemm_px": n_sgemm,
+                           "sgemm_gflops_by_size": {str(k): v for k, v in sgemm_rates.items()},
                            "breakdown": {k: v / total for k, v in phases.items()}}
     for v in variants:
         dt = statistics.median(cpu[v])
@@ -162,10 +177,11 @@ def measure_size(channels: tuple[int, ...], size: int, batch: int, variants: tup
 
 
 def run(profile: str = "quick", seconds: float = 6.0, variants: tuple[str, ...] = DEFAULT_VARIANTS,
-        sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
+        sizes: tuple[int, ...] | None = None, sgemm_sizes: tuple[int, ...] = SGEMM_SIZES) -> dict[str, Any]:
     """Measure ``variants`` (the first is the headline) at ``sizes`` (default: the profile's image size).
 
-    ``seconds``: about how long each variant steps per size (split into rounds of 2 steps, at least 3)."""
+    ``seconds``: about how long each variant steps per size (split into rounds of 2 steps, at least 3);
+    ``sgemm_sizes``: the square sgemm sizes whose fastest is the reference."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise ConfigError(f"parameter 'variants': unknown {unknown or 'none given'}; choose from {', '.join(VARIANTS)}")
@@ -173,6 +189,8 @@ def run(profile: str = "quick", seconds: float = 6.0, variants: tuple[str, ...] 
     cfg = prof.train
     sizes = tuple(sizes or (cfg.image_size,))
     multiple = 2 ** (len(cfg.unet_channels) - 1)
+    if not sgemm_sizes or any(n < 1 for n in sgemm_sizes):
+        raise ConfigError(f"parameter 'sgemm_sizes' must be positive integers, got {list(sgemm_sizes)}")
     bad = [s for s in sizes if s < multiple or s % multiple]
     if bad:
         raise ConfigError(f"parameter 'sizes': {bad} are not positive multiples of {multiple} (the U-Net's)")
@@ -191,7 +209,8 @@ def run(profile: str = "quick", seconds: float = 6.0, variants: tuple[str, ...] 
             probe()
             per_step = max(time.process_time() - t, 1e-3)
             rounds = max(3, int(seconds / (2 * per_step)))
-            res["sizes"][str(size)] = measure_size(cfg.unet_channels, size, cfg.batch_size, variants, rounds, 2, cfg)
+            res["sizes"][str(size)] = measure_size(cfg.unet_channels, size, cfg.batch_size, variants, rounds, 2, cfg,
+                                                   tuple(sgemm_sizes))
     finally:
         torch.set_num_threads(before)
     head = res["sizes"][str(sizes[0])]
@@ -209,14 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="", help="comma-separated image sizes in px (default: the profile's)")
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                     help=f"comma-separated, the first is the headline; from {', '.join(VARIANTS)}")
+    ap.add_argument("--sgemm-sizes", default=",".join(map(str, SGEMM_SIZES)),
+                    help="comma-separated square sgemm sizes; the fastest is the reference (default %(default)s)")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
     try:
         sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip()) or None
+        sgemm_sizes = tuple(int(s) for s in args.sgemm_sizes.split(",") if s.strip())
     except ValueError:
-        raise ConfigError(f"parameter 'sizes' must be comma-separated integers, got {args.sizes!r}") from None
+        raise ConfigError(f"parameter 'sizes' or 'sgemm-sizes' must be comma-separated integers, got "
+                          f"{args.sizes!r} / {args.sgemm_sizes!r}") from None
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-    res = run(args.profile, args.seconds, variants, sizes)
+    res = run(args.profile, args.seconds, variants, sizes, sgemm_sizes)
     if not args.json:
         print(f"U-Net {res['channels']}, batch {res['batch']}, {res['threads']} thread(s), "
               f"{res['cpu_capability']}, torch {res['torch']}")
@@ -224,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             sg = r["sgemm_gflops"]
             print(f"{size} px: {r['gflop_per_image']:.2f} GFLOP per image (forward + backward; fused path executes "
                   f"{r['executed_gflop_per_image']:.2f}); sgemm {sg['median']:.1f} GFLOP/s "
-                  f"({sg['min']:.1f}-{sg['max']:.1f})")
+                  f"({sg['min']:.1f}-{sg['max']:.1f}) at {r['sgemm_px']}^2 (first pass: "
+                  + ", ".join(f"{k}^2 {v:.1f}" for k, v in r["sgemm_gflops_by_size"].items()) + ")")
             for v in res["variants"]:
                 x = r[v]
                 fr = x["flops_ratio"]

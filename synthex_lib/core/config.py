@@ -106,10 +106,16 @@ class TrainConfig:
     #: "step" (the paper's: ``lr`` times ``lr_gamma`` every ``lr_step_epochs`` epochs) or "cosine" (``lr`` annealed
     #: to 0 over ``epochs`` by a half cosine, without restarts; ``lr_step_epochs`` and ``lr_gamma`` unused)
     lr_schedule: str = "step"
+    #: precision of the training steps on the CPU: "float32" or "bfloat16" (autocast: convolutions and matrix
+    #: products in bfloat16, weights, losses and optimiser in float32; fast on CPUs with AVX512-BF16 or AMX).
+    #: Validation and evaluation always run in float32. On a GPU training is mixed precision whatever this says
+    cpu_precision: str = "float32"
 
     def validate(self) -> None:
         if self.lr_schedule not in ("step", "cosine"):
             raise ConfigError(f"parameter 'lr_schedule' must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if self.cpu_precision not in ("float32", "bfloat16"):
+            raise ConfigError(f"parameter 'cpu_precision' must be 'float32' or 'bfloat16', got {self.cpu_precision!r}")
         if not isinstance(self.val_fraction, int | float) or not 0 <= self.val_fraction < 1:
             raise ConfigError(f"parameter 'val_fraction' must be in [0, 1), got {self.val_fraction!r}")
         for name in ("lr", "heatmap_sigma_px"):
@@ -297,8 +303,12 @@ PROFILES: dict[str, Profile] = {
         # channels 32..256 (1.7x the time of 16..128): Real2Real, 03, 96 images, 60 epochs, regular DR: Dice 0.70 vs
         # 0.68-0.71 and 68 % of the landmarks activated vs 45-47 %; strong DR (48 images, 120 epochs): 0.66 and 38 %
         # vs 0.62 and 20 %, its training loss -0.80 vs -0.73: the narrower network underfitted strong DR
+        # bfloat16 autocast (AVX512-BF16 here): Real2Real, 03, regular DR, 60 epochs, the same seed and data, two runs
+        # side by side: 349 s against 410 s wall; Dice 0.739 vs 0.702 (paired per image: +0.037, 95 % CI 0.022 to
+        # 0.052), landmarks activated 609 vs 629 of 930 visible, error on the landmarks both activated 7.17 vs 6.42 mm
+        # (+0.75, CI -0.29 to 1.79; median difference 0): differences of the size of a change of seed
         TrainConfig(**_adam(image_size=64, epochs=60, batch_size=8, lr=2e-3, lr_step_epochs=30,
-                            max_iterations=0, lr_schedule="cosine",
+                            max_iterations=0, lr_schedule="cosine", cpu_precision="bfloat16",
                             unet_channels=(32, 64, 128, 256), heatmap_sigma_px=1.5)),
         folds=3,
         task_train={"tool": {"epochs": 120}, "chest": {"epochs": 120}},

@@ -27,12 +27,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def autocast_for(device: torch.device) -> Any:
-    """Mixed precision on a GPU (bfloat16 where supported, else float16); full float32 on the CPU, so that CPU
-    results are bit-reproducible."""
+def autocast_for(device: torch.device, cpu_precision: str = "float32") -> Any:
+    """Mixed precision on a GPU (bfloat16 where supported, else float16); on the CPU ``cpu_precision``: full
+    float32 (the default) or bfloat16 autocast. Both are bit-reproducible on the CPU for a fixed thread count."""
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
+    if cpu_precision == "bfloat16":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    if cpu_precision != "float32":
+        raise ConfigError(f"parameter 'cpu_precision' must be 'float32' or 'bfloat16', got {cpu_precision!r}")
     return contextlib.nullcontext()
 
 

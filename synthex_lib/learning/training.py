@@ -148,8 +148,7 @@ def validation_loss(model: MultiTaskUNet, val_ds: Dataset, sigma: float, batch_s
     model.eval()
     total, n = 0.0, 0
     for batch in _loader(val_ds, batch_size, False, 0):
-        with autocast_for(device):
-            loss, _ = _loss_on_batch(model, batch, sigma, device)
+        loss, _ = _loss_on_batch(model, batch, sigma, device)
         total += float(loss) * len(batch["image"])
         n += len(batch["image"])
     return total / max(n, 1)
@@ -214,8 +213,7 @@ def _train(train_ds: Dataset, profile: Profile, seed: int, dr_preset: str | dict
                 break
             b = dr({"image": batch["image"], "labels": batch["labels"], "landmarks": batch["landmarks"],
                     "visible": batch["visible"], "index": batch["index"], "epoch": state.epoch})
-            with autocast_for(dev):
-                loss, parts = _loss_on_batch(model, b, sigma, dev)
+            loss, parts = _loss_on_batch(model, b, sigma, dev, cfg.cpu_precision)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -246,7 +244,10 @@ def _train(train_ds: Dataset, profile: Profile, seed: int, dr_preset: str | dict
     return model, state
 
 
-def _loss_on_batch(model: MultiTaskUNet, b: dict[str, torch.Tensor], sigma: float, device: torch.device):
+def _loss_on_batch(model: MultiTaskUNet, b: dict[str, torch.Tensor], sigma: float, device: torch.device,
+                   cpu_precision: str = "float32"):
+    """The multi-task loss of a batch: the forward pass in the device's precision (:func:`autocast_for`), the
+    loss in float32."""
     image = zscore(b["image"].float()).to(device)
     h, w = image.shape[-2:]
     heat = gaussian_heatmaps(b["landmarks"].to(device), (w, h), sigma, visible=b["visible"].to(device))
@@ -257,7 +258,8 @@ def _loss_on_batch(model: MultiTaskUNet, b: dict[str, torch.Tensor], sigma: floa
     if image.shape[-2:] != (h, w):  # padded: the loss sees the image's pixels only
         mask = torch.zeros(labels.shape, device=device)
         mask[:, :h, :w] = 1
-    out = model(image)
+    with autocast_for(device, cpu_precision):
+        out = model(image)
     out = {k: v.float() for k, v in out.items()}
     return multitask_loss(out, labels, heat, b["visible"].to(device), mask)
 
