@@ -167,3 +167,28 @@ def test_verdicts_say_what_the_runs_show():
     rec["history"] = [{}] * 2
     text = run_verdict(rec)
     assert "2 epoch(s) are too few to judge" in text and "none activated" in text and "nan" not in text
+
+
+def test_a_claim_is_tested_on_the_folds_where_both_runs_converged():
+    """Three held-out specimens; realistic strong fails to converge on one: its claims are tested on the other
+    two (paired on their images only, saying which was left out); on two of three, not testable."""
+    recs = _records()
+    third = [dict(r, parameters=dict(r["parameters"], test_group="03")) for r in recs
+             if r["parameters"]["test_group"] == "01"]
+    recs = recs + third
+    for r in recs:
+        p = r["parameters"]
+        if p["train_domain"] == "realistic" and p["dr_preset"] == "strong" and p["test_group"] == "03":
+            r["metrics"] = {"converged": False}
+    df = check_claims(recs)
+    row = df[(df["claim"] == "realistic beats heuristic (strong DR)") & (df["metric"] == "Dice")].iloc[0]
+    assert row["verdict"] == "held" and row["folds"] == "2 of 3 (03 left out: not converged)"
+    assert row["pairs"] == 30  # 15 images on each of 01 and 02
+    other = df[(df["claim"] == "strong DR beats regular DR (heuristic)") & (df["metric"] == "Dice")].iloc[0]
+    assert other["folds"] == "3 of 3" and other["pairs"] == 45
+    for r in recs:
+        p = r["parameters"]
+        if p["train_domain"] == "realistic" and p["dr_preset"] == "strong" and p["test_group"] == "02":
+            r["metrics"] = {"converged": False}
+    row = check_claims(recs).set_index(["claim", "metric"]).loc[("realistic beats heuristic (strong DR)", "Dice")]
+    assert row["verdict"] == "not testable (runs not converged)" and row["folds"] == "1 of 3 converged"

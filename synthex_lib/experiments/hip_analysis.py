@@ -115,24 +115,46 @@ HIGHER_IS_BETTER = {"dice": True, "error_mm": False}
 METRIC_NAMES = {"dice": "Dice", "error_mm": "landmark mm"}
 
 
-def paired_pool(records: list[dict[str, Any]], a: tuple[str, str], b: tuple[str, str], key: str
-                ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Per-image (or per image and landmark) values of ``key`` of methods ``a`` and ``b`` = (train domain,
-    preset), on the held-out specimens both were tested on, in the same order: a paired design. The third
-    value says whether every run involved met the convergence criterion."""
-    def runs(m: tuple[str, str]) -> dict[str, dict[str, Any]]:
-        return {r["parameters"]["test_group"]: r for r in records
-                if r["parameters"]["train_domain"] == m[0] and str(r["parameters"]["dr_preset"]) == m[1]}
+def _runs_of(records: list[dict[str, Any]], method: tuple[str, str]) -> dict[str, dict[str, Any]]:
+    """The runs of ``method`` = (train domain, preset) by held-out specimen."""
+    return {r["parameters"]["test_group"]: r for r in records
+            if r["parameters"]["train_domain"] == method[0] and str(r["parameters"]["dr_preset"]) == method[1]}
 
-    ra, rb = runs(a), runs(b)
-    common = sorted(set(ra) & set(rb))
-    va = [np.asarray(ra[g]["per_image"][key], float).ravel() for g in common]
-    vb = [np.asarray(rb[g]["per_image"][key], float).ravel() for g in common]
-    converged = bool(common) and all(bool(r["metrics"].get("converged", False))
-                                     for g in common for r in (ra[g], rb[g]))
+
+def paired_pool(records: list[dict[str, Any]], a: tuple[str, str], b: tuple[str, str], key: str,
+                groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per-image (or per image and landmark) values of ``key`` of methods ``a`` and ``b`` = (train domain,
+    preset), on the held-out specimens both were tested on (and among ``groups`` when given), in the same order:
+    a paired design. The third value says whether every run involved met the convergence criterion."""
+    ra, rb = _runs_of(records, a), _runs_of(records, b)
+    common = sorted((set(ra) & set(rb)) & (set(groups) if groups is not None else set(ra)))
     if not common:
         return np.array([]), np.array([]), False
+    va = [np.asarray(ra[g]["per_image"][key], float).ravel() for g in common]
+    vb = [np.asarray(rb[g]["per_image"][key], float).ravel() for g in common]
+    converged = all(bool(r["metrics"].get("converged", False)) for g in common for r in (ra[g], rb[g]))
     return np.concatenate(va), np.concatenate(vb), converged
+
+
+#: a claim is tested on the held-out specimens on which both of its methods' runs converged, when there are at
+#: least this many of them (or when every run converged); with fewer it is "not testable"
+MIN_CONVERGED_FOLDS = 2
+
+
+def converged_folds(records: list[dict[str, Any]], a: tuple[str, str], b: tuple[str, str]
+                    ) -> tuple[list[str], list[str]]:
+    """(the held-out specimens both methods were tested on, those of them on which both runs converged)."""
+    ra, rb = _runs_of(records, a), _runs_of(records, b)
+    common = sorted(set(ra) & set(rb))
+    return common, [g for g in common if all(bool(r["metrics"].get("converged", False)) for r in (ra[g], rb[g]))]
+
+
+def _folds_text(common: list[str], used: list[str], converged: list[str]) -> str:
+    """The ``folds`` cell of a claim: the held-out specimens tested on, or how few converged."""
+    if not used:
+        return f"{len(converged)} of {len(common)} converged"
+    left = [g for g in common if g not in used]
+    return f"{len(used)} of {len(common)}" + (f" ({', '.join(left)} left out: not converged)" if left else "")
 
 
 def claims_table(preset: str = "strong", adaptation: bool = False) -> list[dict[str, Any]]:
@@ -182,7 +204,10 @@ def check_claims(records: list[dict[str, Any]], preset: str = "strong", alpha: f
     and per (image, landmark) millimetre errors where both methods detected the landmark. "Beats" is a
     one-tailed Wilcoxon signed-rank test; "on par" is an equivalence test (paired TOST) within
     :data:`EQUIVALENCE_MARGIN`, never a non-significant difference. P values are Holm-corrected across
-    the table. A claim whose runs did not all converge, or that has fewer than 2 pairs, is "not testable".
+    the table. A claim is tested on the held-out specimens on which both methods' runs met the convergence
+    criterion (column ``folds``): all of them, or at least :data:`MIN_CONVERGED_FOLDS` of them (the criterion
+    judges the training, not the test images, so leaving a specimen out selects on no test result); with
+    fewer, or fewer than 2 pairs, the claim is "not testable".
     ``claims``: rows shaped as :func:`claims_table`'s to test instead of the controlled study's.
 
     Returns one row per (claim, metric): the paper's finding and its source, our means, the mean paired
@@ -191,8 +216,10 @@ def check_claims(records: list[dict[str, Any]], preset: str = "strong", alpha: f
     rows = []
     adaptation = any(r["parameters"]["train_domain"] in ADAPTED for r in records)
     for c in claims if claims is not None else claims_table(preset, adaptation):
+        common, ok_folds = converged_folds(records, c["a"], c["b"])
+        use = common if len(ok_folds) == len(common) or len(ok_folds) < MIN_CONVERGED_FOLDS else ok_folds
         for key in ("dice", "error_mm"):
-            va, vb, converged = paired_pool(records, c["a"], c["b"], key)
+            va, vb, converged = paired_pool(records, c["a"], c["b"], key, use)
             x, y = paired_values(va, vb) if va.size and va.size == vb.size else (np.array([]), np.array([]))
             eff = mean_difference(x, y)
             better = "greater" if HIGHER_IS_BETTER[key] else "less"
@@ -209,7 +236,8 @@ def check_claims(records: list[dict[str, Any]], preset: str = "strong", alpha: f
                 "ours (A vs B)": (f"{np.mean(x):.{digits}f} vs {np.mean(y):.{digits}f}" if x.size else "n/a"),
                 "A - B (95% CI)": (f"{eff['diff']:+.{digits}f} [{eff['low']:+.{digits}f}, {eff['high']:+.{digits}f}]"
                                    if np.isfinite(eff["diff"]) else "n/a"),
-                "pairs": int(x.size), "test": test, "_p": p, "_testable": not reason, "_reason": reason})
+                "pairs": int(x.size), "folds": _folds_text(common, use if converged else [], ok_folds), "test": test,
+                "_p": p, "_testable": not reason, "_reason": reason})
     df = pd.DataFrame(rows)
     if df.empty:
         return df
@@ -279,8 +307,9 @@ def study_verdict(records: list[dict[str, Any]], preset: str = "strong") -> str:
     lines = [f"**Convergence:** {conv} of {n} runs met the criterion (validation loss improved by less than "
              "2 % of all its improvement since the untrained network over the last fifth of the epochs)."]
     if n and conv < n:
-        lines.append(f"**{n - conv} run(s) did not converge**: every claim that rests on them is marked "
-                     "*not testable*, whatever its P value.")
+        lines.append(f"**{n - conv} run(s) did not converge**: a claim is tested only on the held-out specimens "
+                     f"on which both of its methods' runs converged (column *folds*), and is marked *not testable* "
+                     f"where fewer than {MIN_CONVERGED_FOLDS} such specimens remain, whatever its P value.")
     lc = learning_check(records, "regular")
     if lc["folds"]:
         word = "clears" if lc["met"] else "**does not clear**"

@@ -141,7 +141,7 @@ def _verdict(v: Any) -> str:
 
 
 #: the columns of a claims table shown first, in this order (the rest follow as they come)
-CLAIM_COLUMNS_FIRST = ("metric", "verdict", "ours (A vs B)", "A - B (95% CI)", "P (Holm)", "paper")
+CLAIM_COLUMNS_FIRST = ("metric", "verdict", "ours (A vs B)", "A - B (95% CI)", "P (Holm)", "folds", "paper")
 
 
 def style_claims(df: pd.DataFrame) -> pd.DataFrame:
